@@ -1,0 +1,32 @@
+"""The `llmship` command: thin wrappers that parse, call a stage function, render.
+
+One module per command group; shared options and the error table live in _common.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from llmship.cli import config_cmd, data_cmd, model_cmd, run_cmd
+from llmship.cli._common import fail, quiet_libraries
+from llmship.errors import LlmshipError
+
+app = typer.Typer(
+    name="llmship",
+    help="From a base LLM and a dataset to a fine-tuned model behind an HTTP API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(model_cmd.app, name="model")
+app.add_typer(data_cmd.app, name="data")
+run_cmd.register(app)
+
+
+def main() -> None:
+    quiet_libraries()
+    try:
+        app()
+    except LlmshipError as exc:
+        fail(exc)

@@ -1,0 +1,71 @@
+"""Options shared by every command, and the one place errors become user messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from llmship.config.loader import LoadedConfig, load_config
+from llmship.errors import LlmshipError
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: ./llmship.yaml).", show_default=False),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value: --set train.epochs=3 (repeatable).",
+                 show_default=False),
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", help="Directory for run directories (default: project.runs_dir).",
+                 show_default=False),
+]
+
+# What to run next, by error type (the message itself says what was wrong and where).
+NEXT_STEP = {
+    "ConfigError": "fix the config (see `llmship config show`) and run the command again",
+    "DataError": "fix the data file or data.* settings, then `llmship data prepare` to check",
+    "ModelError": "check model.name_or_path; `llmship model create-tiny DIR` makes a local model",
+    "TrainError": "fix the train.* settings; a run can continue with `llmship train --resume`",
+    "EvalError": "check the run directory; `llmship train` writes one",
+}
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for llmship's own progress: no library progress bars or notices."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TypedStorage.*")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def load(config: Path | None, overrides: list[str] | None) -> LoadedConfig:
+    return load_config(config, overrides or [])
+
+
+def fail(exc: LlmshipError) -> NoReturn:
+    """Print an llmship error and exit 2; LLMSHIP_DEBUG=1 shows the traceback too."""
+    if os.environ.get("LLMSHIP_DEBUG"):
+        raise exc
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    hint = NEXT_STEP.get(type(exc).__name__)
+    if hint:
+        err_console.print(f"[dim]next: {hint}[/]", highlight=False)
+    sys.exit(2)

@@ -1,0 +1,246 @@
+"""The typed shape of llmship.yaml: one section per stage.
+
+Every field carries its own help text; `llmship init` writes it as the comment above
+the key, so the docs and the code cannot drift apart. Unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import string
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+
+
+class Section(BaseModel):
+    """A config section: strict about unknown keys, re-validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectConfig(Section):
+    name: str = Field(
+        "llmship",
+        max_length=32,
+        pattern=NAME_PATTERN,
+        description="Project name; run ids, deployment names and AWS tags derive from it "
+        "(letters, digits and hyphens).",
+    )
+    runs_dir: str = Field(
+        "runs",
+        description="Where run directories go, relative to this file (override: --output).",
+    )
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        description="Base model: a Hugging Face hub id (e.g. meta-llama/Llama-3.2-1B-Instruct) "
+        "or a local model directory, relative to this file.",
+    )
+    kind: Literal["auto", "causal", "seq2seq"] = Field(
+        "auto",
+        description="auto reads the model's config: decoder-only models are causal, "
+        "encoder-decoder models (T5, Flan-T5) are seq2seq.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    hf_token: SecretStr | None = Field(
+        None,
+        description="Token for gated hub models. Write ${HF_TOKEN} and keep the value in the "
+        "environment or in .env beside this file; it is never written to disk.",
+    )
+    max_length: int = Field(
+        1024,
+        ge=16,
+        le=131072,
+        description="Longest tokenized example (prompt + completion); longer rows are dropped "
+        "and counted.",
+    )
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Format causal examples with the tokenizer's chat template: auto uses it "
+        "when the tokenizer has one (instruct models).",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weights dtype when loading: auto is bfloat16 on GPUs that support it, "
+        "float32 on CPU.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub to run (only for models you trust)."
+    )
+
+
+class SplitNames(Section):
+    train: str = Field("train", description="Name of the training split in the source.")
+    validation: str = Field("validation", description="Name of the validation split.")
+    test: str = Field("test", description="Name of the test split.")
+
+
+class DataConfig(Section):
+    source: str = Field(
+        description="A .jsonl, .csv or .parquet file, a directory written by "
+        "datasets.save_to_disk, or a Hugging Face hub dataset id.",
+    )
+    format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = Field(
+        "auto", description="auto goes by the file extension; hf is a hub id or save_to_disk dir."
+    )
+    input_field: str = Field("dialogue", description="Field holding the model's input.")
+    output_field: str = Field("summary", description="Field holding the expected output.")
+    prompt_template: str = Field(
+        "Summarize this dialogue:\n{dialogue}",
+        description="Prompt built from each row; {field} is replaced by that field's value.",
+    )
+    system_prompt: str | None = Field(
+        None, description="System message for chat-template models (none when empty)."
+    )
+    splits: SplitNames = Field(
+        default_factory=SplitNames,
+        description="Split names in the source; splits it lacks are cut from train (seeded).",
+    )
+    validation_fraction: float = Field(
+        0.1, ge=0.0, le=0.5, description="Share of rows cut for validation when the source has none."
+    )
+    test_fraction: float = Field(
+        0.1, ge=0.0, le=0.5, description="Share of rows cut for test when the source has none."
+    )
+    seed: int = Field(42, description="Seed for shuffling and splitting.")
+    max_rows: int | None = Field(
+        None, ge=1, description="Keep at most this many rows per split (quick experiments)."
+    )
+
+    @model_validator(mode="after")
+    def _template_uses_input(self) -> DataConfig:
+        try:
+            used = [name for _, name, _, _ in string.Formatter().parse(self.prompt_template) if name]
+        except ValueError as exc:
+            raise ValueError(f"prompt_template is not a valid template ({exc})") from None
+        if self.input_field not in used:
+            raise ValueError(
+                f"prompt_template never uses {{{self.input_field}}} (data.input_field); "
+                f"it uses: {', '.join(used) or 'no fields'}"
+            )
+        return self
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="Modules that get adapters: all-linear, or names such as [q_proj, v_proj].",
+    )
+
+
+class TrainConfig(Section):
+    target: Literal["local"] = Field(
+        "local", description="Where training runs: local (this machine, CPU or GPU)."
+    )
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora",
+        description="lora (peft adapters), qlora (4-bit base; needs CUDA and bitsandbytes) "
+        "or full fine-tuning.",
+    )
+    epochs: int = Field(3, ge=1, le=1000, description="Passes over the training split.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    batch_size: int = Field(4, ge=1, le=4096, description="Examples per micro-batch.")
+    gradient_accumulation: int = Field(
+        1, ge=1, le=1024, description="Micro-batches per optimizer step."
+    )
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate (AdamW).")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "cosine", description="Decay after warm-up."
+    )
+    warmup_ratio: float = Field(0.03, ge=0.0, le=0.5, description="Share of steps to warm up.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="Gradient clipping (0 turns it off).")
+    packing: bool = Field(
+        False,
+        description="Causal LMs: pack several examples into each sequence of max_length "
+        "(attention never crosses examples).",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto trains in bf16 on GPUs that support it, fp32 elsewhere."
+    )
+    save_steps: int = Field(
+        100, ge=1, description="Write a checkpoint every N optimizer steps (and at the end)."
+    )
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept; older ones are removed.")
+    logging_steps: int = Field(10, ge=1, description="Log metrics every N optimizer steps.")
+    eval_steps: int | None = Field(
+        None, ge=1, description="Validation loss every N steps (default: at the end of each epoch)."
+    )
+    merge: bool = Field(
+        True, description="Merge the adapter into the base weights for the final model."
+    )
+    seed: int = Field(42, description="Seed for initialisation, shuffling and dropout.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA / QLoRA adapters.")
+
+
+class GenerationConfig(Section):
+    max_new_tokens: int = Field(128, ge=1, le=32768, description="Tokens to generate at most.")
+    do_sample: bool = Field(False, description="Sample (true) or decode greedily (false).")
+    temperature: float = Field(1.0, gt=0.0, le=5.0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(50, ge=0, description="Sample among the k most likely tokens (0: all).")
+    num_beams: int = Field(1, ge=1, le=16, description="Beam search width (1: none).")
+    repetition_penalty: float = Field(1.0, gt=0.0, le=5.0, description="Penalty on repeats.")
+
+
+class EvalConfig(Section):
+    split: Literal["validation", "test"] = Field("test", description="Split to score.")
+    max_samples: int | None = Field(
+        200, ge=1, description="Score at most this many rows (none: the whole split)."
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="Rows generated at once.")
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig,
+        description="Generation defaults; they travel with the model to every endpoint.",
+    )
+
+
+class PackageConfig(Section):
+    format: Literal["tar.gz", "uncompressed"] = Field(
+        "tar.gz",
+        description="SageMaker artifact: model.tar.gz, or an uncompressed S3 prefix (fast for "
+        "large models).",
+    )
+
+
+class DeployConfig(Section):
+    target: Literal["local"] = Field("local", description="Where the model is served.")
+    name: str | None = Field(
+        None,
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="Deployment name (default: <project>-<run>); AWS resources derive from it.",
+    )
+
+
+class AwsConfig(Section):
+    region: str | None = Field(None, description="AWS region (default: the usual AWS chain).")
+    profile: str | None = Field(None, description="Named AWS profile (default: the usual chain).")
+    bucket: str | None = Field(None, description="S3 bucket for data and artifacts.")
+    role_arn: str | None = Field(
+        None, description="SageMaker execution role ARN (llmship aws bootstrap creates one)."
+    )
+
+
+class LlmshipConfig(Section):
+    """The whole of llmship.yaml."""
+
+    project: ProjectConfig = Field(default_factory=ProjectConfig, description="Project.")
+    model: ModelConfig = Field(description="The base model.")
+    data: DataConfig = Field(description="The dataset and how rows become prompts.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation (ROUGE).")
+    package: PackageConfig = Field(
+        default_factory=PackageConfig, description="SageMaker model artifact."
+    )
+    deploy: DeployConfig = Field(default_factory=DeployConfig, description="Deployment.")
+    aws: AwsConfig = Field(default_factory=AwsConfig, description="AWS account settings.")

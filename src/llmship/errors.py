@@ -1,0 +1,48 @@
+"""Every failure a user can cause or fix is one of these types.
+
+    LlmshipError                 root: catch this to catch everything we raise on purpose
+    ├── ConfigError              the config file, an override or an environment reference
+    ├── DataError                a dataset file, a row, a field mapping or a split
+    ├── ModelError               loading, creating or saving a model or tokenizer
+    ├── TrainError               a training run: method, hardware, checkpoints, resume
+    └── EvalError                evaluation and generation
+
+Each message says what was wrong, where (file:line, key path, row, resource) and what
+to do next. Lower-level errors (pydantic, yaml, transformers, OSError) are translated
+into these at the adapter that called them, with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "EvalError",
+    "LlmshipError",
+    "ModelError",
+    "TrainError",
+]
+
+
+class LlmshipError(Exception):
+    """Root of every error llmship raises on purpose."""
+
+
+class ConfigError(LlmshipError):
+    """The config file, a --set override or a ${VAR} reference is wrong."""
+
+
+class DataError(LlmshipError):
+    """A dataset cannot be read, mapped, split or formatted."""
+
+
+class ModelError(LlmshipError):
+    """A model or tokenizer cannot be loaded, created or saved."""
+
+
+class TrainError(LlmshipError):
+    """A training run cannot start, continue or finish."""
+
+
+class EvalError(LlmshipError):
+    """Evaluation or generation cannot run."""

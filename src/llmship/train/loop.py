@@ -1,0 +1,211 @@
+"""The training loop: token-weighted gradient accumulation, checkpoints, exact resume.
+
+Plain PyTorch on purpose: the same loop runs locally and inside SageMaker's training
+containers, whatever transformers version they pin, and later issues tune it for speed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from llmship.config.schema import TrainConfig
+from llmship.progress import Reporter
+from llmship.train.batching import Example, collate, epoch_batches
+from llmship.train.checkpoint import TrainState, list_checkpoints, load_checkpoint, save_checkpoint
+from llmship.train.loss import count_targets, token_loss_sum
+from llmship.train.metrics import MetricsLog
+
+StepCallback = Callable[[TrainState], None]
+
+
+@dataclass
+class LoopData:
+    """Encoded examples and what collation needs to know about them."""
+
+    train: list[Example]
+    kind: str
+    pad_id: int
+    max_length: int
+    validation: list[Example] = field(default_factory=list)
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast: asked for, or auto on a GPU that supports it."""
+    if cfg.precision == "fp32" or device.type != "cuda":
+        return False
+    return cfg.precision == "bf16" or torch.cuda.is_bf16_supported()
+
+
+def total_steps(cfg: TrainConfig, data: LoopData) -> int:
+    """Optimizer steps for the run: max_steps, else epochs over the batches of one epoch."""
+    if cfg.max_steps:
+        return cfg.max_steps
+    batches = len(epoch_batches(data.train, cfg.batch_size, cfg.seed, 0, cfg.packing, data.max_length))
+    return cfg.epochs * math.ceil(batches / cfg.gradient_accumulation)
+
+
+def train_loop(
+    model: torch.nn.Module,
+    data: LoopData,
+    cfg: TrainConfig,
+    checkpoint_dir: Path,
+    metrics: MetricsLog,
+    device: torch.device,
+    reporter: Reporter,
+    callbacks: Iterable[StepCallback] = (),
+    clock: Callable[[], float] = time.perf_counter,
+) -> TrainState:
+    """Train until total_steps, resuming from the newest checkpoint in checkpoint_dir."""
+    total = total_steps(cfg, data)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = _scheduler(cfg, optimizer, total)
+    state = TrainState(total_steps=total)
+    checkpoints = list_checkpoints(checkpoint_dir)
+    if checkpoints:
+        state = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)
+        state.total_steps = total
+        reporter.message(f"resuming from {checkpoints[-1].name} (step {state.step} of {total})")
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16(cfg, device) else nullcontext()
+    )
+    step_fn = _Stepper(model, data, optimizer, scheduler, cfg, device, autocast)
+    model.train()
+    reporter.start("train", total, state.step)
+    window = _LogWindow(clock())
+    try:
+        while state.step < total:
+            batches = epoch_batches(
+                data.train, cfg.batch_size, cfg.seed, state.epoch, cfg.packing, data.max_length
+            )
+            while state.micro_batch < len(batches) and state.step < total:
+                chunk = batches[state.micro_batch : state.micro_batch + cfg.gradient_accumulation]
+                loss_sum, targets, tokens = step_fn(chunk)
+                state.step += 1
+                state.micro_batch += len(chunk)
+                state.tokens_seen += tokens
+                window.add(loss_sum, targets, tokens)
+                epoch_done = state.micro_batch >= len(batches)
+                progress = state.epoch + state.micro_batch / len(batches)
+                if epoch_done:
+                    state.epoch, state.micro_batch = state.epoch + 1, 0
+                if state.step % cfg.logging_steps == 0 or state.step == total:
+                    record = window.flush(clock())
+                    metrics.log({"step": state.step, "epoch": round(progress, 4),
+                                 "learning_rate": scheduler.get_last_lr()[0], **record})
+                wants_eval = (epoch_done and cfg.eval_steps is None) or (
+                    cfg.eval_steps is not None and state.step % cfg.eval_steps == 0
+                )
+                if data.validation and (wants_eval or state.step == total):
+                    eval_loss = step_fn.validation_loss()
+                    metrics.log({"step": state.step, "eval_loss": eval_loss})
+                if state.step % cfg.save_steps == 0 or state.step == total:
+                    save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state,
+                                    cfg.save_total_limit)
+                reporter.update(state.step, loss=f"{window.last_loss:.4f}",
+                                lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                tok_s=f"{window.last_rate:,.0f}")
+                for callback in callbacks:
+                    callback(state)
+                if epoch_done:
+                    break  # the next epoch has its own shuffled batches
+    finally:
+        reporter.finish()
+    return state
+
+
+def _scheduler(cfg: TrainConfig, optimizer, total: int):
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if cfg.lr_scheduler == "constant" else cfg.lr_scheduler
+    return get_scheduler(
+        name,
+        optimizer,
+        num_warmup_steps=math.ceil(total * cfg.warmup_ratio),
+        num_training_steps=total,
+    )
+
+
+class _Stepper:
+    """One optimizer step over a window of micro-batches, and validation loss."""
+
+    def __init__(self, model, data: LoopData, optimizer, scheduler, cfg, device, autocast):
+        self.model, self.data, self.cfg, self.device = model, data, cfg, device
+        self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
+
+    def __call__(self, chunk: list[list[Example]]) -> tuple[float, int, int]:
+        kind = self.data.kind
+        tensors = [collate(batch, self.data.pad_id, kind) for batch in chunk]
+        targets = sum(count_targets(t["labels"], kind) for t in tensors)
+        loss_total = 0.0
+        for batch in tensors:
+            loss_sum = self._loss_sum(batch)
+            (loss_sum / max(targets, 1)).backward()
+            loss_total += loss_sum.item()
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], self.cfg.max_grad_norm
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        tokens = sum(_example_tokens(example, kind) for batch in chunk for example in batch)
+        return loss_total, targets, tokens
+
+    def _loss_sum(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        labels = batch.pop("labels")
+        if self.data.kind == "seq2seq":
+            batch["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(
+                labels=labels
+            )
+        with self.autocast:
+            logits = self.model(**batch, use_cache=False).logits
+        return token_loss_sum(logits, labels, self.data.kind)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        self.model.eval()
+        kind, size = self.data.kind, self.cfg.batch_size
+        loss, count = 0.0, 0
+        examples = self.data.validation
+        for start in range(0, len(examples), size):
+            batch = collate(examples[start : start + size], self.data.pad_id, kind)
+            count += count_targets(batch["labels"], kind)
+            loss += self._loss_sum(batch).item()
+        self.model.train()
+        return loss / max(count, 1)
+
+
+def _example_tokens(example: Example, kind: str) -> int:
+    tokens = len(example["input_ids"])
+    return tokens + len(example["labels"]) if kind == "seq2seq" else tokens
+
+
+class _LogWindow:
+    """Loss and tokens/s since the last log line."""
+
+    def __init__(self, now: float):
+        self.started, self.loss_sum, self.targets, self.tokens = now, 0.0, 0, 0
+        self.last_loss, self.last_rate = float("nan"), 0.0
+
+    def add(self, loss_sum: float, targets: int, tokens: int) -> None:
+        self.loss_sum += loss_sum
+        self.targets += targets
+        self.tokens += tokens
+        self.last_loss = loss_sum / max(targets, 1)
+
+    def flush(self, now: float) -> dict[str, float]:
+        elapsed = max(now - self.started, 1e-9)
+        self.last_rate = self.tokens / elapsed
+        record = {"loss": self.loss_sum / max(self.targets, 1),
+                  "tokens_per_second": round(self.last_rate, 1)}
+        self.started, self.loss_sum, self.targets, self.tokens = now, 0.0, 0, 0
+        return record
