@@ -10,11 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from llmship.cli._common import quiet_libraries  # noqa: E402
-from llmship.data.samples import write_sample  # noqa: E402
-from llmship.models.tiny import create_tiny_model  # noqa: E402
-
-from helpers import SMALL  # noqa: E402
+from helpers import SMALL
+from llmship.cli._common import quiet_libraries
+from llmship.data.samples import write_sample
+from llmship.models.tiny import create_tiny_model
 
 quiet_libraries()
 

@@ -14,8 +14,14 @@ def make_config(base_dir: Path, **sections) -> LoadedConfig:
     """A validated config rooted at base_dir; sections are merged over small defaults."""
     tree = {
         "model": {"max_length": 256},
-        "train": {"epochs": 1, "batch_size": 8, "learning_rate": 5e-3, "save_steps": 1000,
-                  "logging_steps": 1, "lora": {"r": 16, "alpha": 16, "dropout": 0.0}},
+        "train": {
+            "epochs": 1,
+            "batch_size": 8,
+            "learning_rate": 5e-3,
+            "save_steps": 1000,
+            "logging_steps": 1,
+            "lora": {"r": 16, "alpha": 16, "dropout": 0.0},
+        },
         "eval": {"max_samples": 8, "generation": {"max_new_tokens": 16}},
     }
     for name, values in sections.items():

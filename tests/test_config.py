@@ -98,8 +98,9 @@ def test_missing_file_says_how_to_make_one(tmp_path, monkeypatch):
 
 def test_set_overrides_are_typed_and_validated(tmp_path):
     path = write(tmp_path, BASE)
-    loaded = load_config(path, ["train.epochs=5", "train.lora.dropout=0.0", "data.max_rows=10"],
-                         env={})
+    loaded = load_config(
+        path, ["train.epochs=5", "train.lora.dropout=0.0", "data.max_rows=10"], env={}
+    )
     assert loaded.config.train.epochs == 5
     assert loaded.config.data.max_rows == 10
     message = error_of(path, ["train.epochs=-1"], env={})
@@ -110,7 +111,9 @@ def test_set_overrides_are_typed_and_validated(tmp_path):
 
 
 def test_env_interpolation_from_environment_and_dotenv(tmp_path):
-    text = BASE.replace("some/model", "${BASE_MODEL}").replace("data.jsonl", "${DATA:-fallback.jsonl}")
+    text = BASE.replace("some/model", "${BASE_MODEL}").replace(
+        "data.jsonl", "${DATA:-fallback.jsonl}"
+    )
     path = write(tmp_path, text)
     (tmp_path / ".env").write_text("BASE_MODEL=from-dotenv\n")
     loaded = load_config(path, env={})
@@ -130,8 +133,12 @@ def test_unset_variable_names_key_and_variable(tmp_path):
 
 
 def test_snapshot_keeps_references_and_never_secrets(tmp_path):
-    path = write(tmp_path, BASE.replace("  name_or_path: some/model",
-                                        "  name_or_path: some/model\n  hf_token: ${HF_TOKEN}"))
+    path = write(
+        tmp_path,
+        BASE.replace(
+            "  name_or_path: some/model", "  name_or_path: some/model\n  hf_token: ${HF_TOKEN}"
+        ),
+    )
     loaded = load_config(path, env={"HF_TOKEN": "hf_canary_secret"})
     assert loaded.config.model.hf_token.get_secret_value() == "hf_canary_secret"
     snapshot = loaded.snapshot_yaml()
@@ -144,8 +151,9 @@ def test_snapshot_keeps_references_and_never_secrets(tmp_path):
 
 
 def test_prompt_template_must_use_the_input_field(tmp_path):
-    text = BASE.replace("  source: data.jsonl",
-                        "  source: data.jsonl\n  prompt_template: 'Summarize: {text}'")
+    text = BASE.replace(
+        "  source: data.jsonl", "  source: data.jsonl\n  prompt_template: 'Summarize: {text}'"
+    )
     message = error_of(write(tmp_path, text), env={})
     assert "data" in message and "{dialogue}" in message and "text" in message
 

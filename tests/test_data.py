@@ -7,9 +7,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import make_config
 from transformers import AutoTokenizer
 
+from helpers import make_config
 from llmship.data.formatting import IGNORE_INDEX, PromptFormat, encode_rows, prompt_format_for
 from llmship.data.loading import Row, load_rows
 from llmship.data.prepare import load_splits, prepare_data, read_channel
@@ -68,7 +68,9 @@ def test_empty_and_missing_files_are_clear(tmp_path):
 def test_missing_fields_name_the_row_and_field(tiny_llama):
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     fmt = PromptFormat("causal", "Summarize:\n{dialogue}", "dialogue", "summary")
-    with pytest.raises(DataError, match=r"d\.jsonl:7: missing field 'summary' \(data.output_field\)"):
+    with pytest.raises(
+        DataError, match=r"d\.jsonl:7: missing field 'summary' \(data.output_field\)"
+    ):
         fmt.encode_example(Row("d.jsonl:7", {"dialogue": "x"}), tokenizer)
     with pytest.raises(DataError, match=r"d\.jsonl:9: missing field 'dialogue' used by"):
         fmt.encode_example(Row("d.jsonl:9", {"text": "x", "summary": "y"}), tokenizer)
@@ -76,11 +78,16 @@ def test_missing_fields_name_the_row_and_field(tiny_llama):
 
 def test_causal_chat_example_masks_exactly_the_prompt(tiny_llama, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-    loaded = make_config(tmp_path, model={"name_or_path": str(tiny_llama)},
-                         data={"source": "x.jsonl", "system_prompt": "Be brief."})
+    loaded = make_config(
+        tmp_path,
+        model={"name_or_path": str(tiny_llama)},
+        data={"source": "x.jsonl", "system_prompt": "Be brief."},
+    )
     fmt = prompt_format_for(loaded.config, "causal", tokenizer)
     assert fmt.use_chat_template  # the tiny Llama has a chat template
-    row = Row("r:1", {"dialogue": "Anna: lunch at noon?\nTom: yes", "summary": "Anna and Tom meet."})
+    row = Row(
+        "r:1", {"dialogue": "Anna: lunch at noon?\nTom: yes", "summary": "Anna and Tom meet."}
+    )
     example = fmt.encode_example(row, tokenizer)
     prompt_ids = fmt.encode_prompt(row.fields, tokenizer)
     n = len(prompt_ids)
@@ -98,8 +105,9 @@ def test_causal_chat_example_masks_exactly_the_prompt(tiny_llama, tmp_path):
 
 def test_plain_template_and_seq2seq_formatting(tiny_llama, tiny_t5, tmp_path):
     llama = AutoTokenizer.from_pretrained(tiny_llama)
-    loaded = make_config(tmp_path, model={"name_or_path": "x", "chat_template": "off"},
-                         data={"source": "x.jsonl"})
+    loaded = make_config(
+        tmp_path, model={"name_or_path": "x", "chat_template": "off"}, data={"source": "x.jsonl"}
+    )
     fmt = prompt_format_for(loaded.config, "causal", llama)
     assert not fmt.use_chat_template
     assert fmt.prompt_text({"dialogue": "hi"}, llama) == "Summarize this dialogue:\nhi"
@@ -113,17 +121,20 @@ def test_plain_template_and_seq2seq_formatting(tiny_llama, tiny_t5, tmp_path):
 
 def test_chat_template_on_without_one_is_a_config_error(tiny_t5, tmp_path):
     t5 = AutoTokenizer.from_pretrained(tiny_t5)
-    loaded = make_config(tmp_path, model={"name_or_path": "t5", "chat_template": "on"},
-                         data={"source": "x.jsonl"})
-    with pytest.raises(ConfigError, match="model.chat_template is on"):
+    loaded = make_config(
+        tmp_path, model={"name_or_path": "t5", "chat_template": "on"}, data={"source": "x.jsonl"}
+    )
+    with pytest.raises(ConfigError, match=r"model\.chat_template is on"):
         prompt_format_for(loaded.config, "causal", t5)
 
 
 def test_length_filter_counts_dropped_rows(tiny_llama):
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     fmt = PromptFormat("causal", "{dialogue}", "dialogue", "summary")
-    rows = [Row(f"r{i}", {"dialogue": "word " * (5 if i % 3 else 200), "summary": "s"})
-            for i in range(9)]
+    rows = [
+        Row(f"r{i}", {"dialogue": "word " * (5 if i % 3 else 200), "summary": "s"})
+        for i in range(9)
+    ]
     encoded = encode_rows(rows, fmt, tokenizer, max_length=64)
     assert encoded.dropped == 3
     assert [r.where for r in encoded.rows] == [f"r{i}" for i in range(9) if i % 3]
@@ -132,18 +143,22 @@ def test_length_filter_counts_dropped_rows(tiny_llama):
 
 def test_seeded_splits_are_disjoint_and_reproducible(tmp_path):
     write_jsonl(tmp_path / "d.jsonl", ROWS)
-    loaded = make_config(tmp_path, model={"name_or_path": "x"},
-                         data={"source": "d.jsonl", "validation_fraction": 0.2,
-                               "test_fraction": 0.1})
+    loaded = make_config(
+        tmp_path,
+        model={"name_or_path": "x"},
+        data={"source": "d.jsonl", "validation_fraction": 0.2, "test_fraction": 0.1},
+    )
     splits = load_splits(loaded)
     sizes = [len(s) for _, s in splits.items()]
     assert sizes == [21, 6, 3]
     ids = [r.fields["summary"] for _, rows in splits.items() for r in rows]
     assert sorted(ids) == sorted(r["summary"] for r in ROWS)  # disjoint and complete
     assert load_splits(loaded) == splits
-    other = make_config(tmp_path, model={"name_or_path": "x"},
-                        data={"source": "d.jsonl", "validation_fraction": 0.2,
-                              "test_fraction": 0.1, "seed": 7})
+    other = make_config(
+        tmp_path,
+        model={"name_or_path": "x"},
+        data={"source": "d.jsonl", "validation_fraction": 0.2, "test_fraction": 0.1, "seed": 7},
+    )
     assert load_splits(other).train != splits.train
 
 
@@ -153,28 +168,40 @@ def test_dataset_own_splits_are_used(tmp_path):
     def part(start, stop):
         return datasets.Dataset.from_list(ROWS[start:stop])
 
-    datasets.DatasetDict({"train": part(0, 20), "val": part(20, 25), "test": part(25, 30)}
-                         ).save_to_disk(str(tmp_path / "dd"))
-    loaded = make_config(tmp_path, model={"name_or_path": "x"},
-                         data={"source": "dd", "splits": {"validation": "val"}})
+    datasets.DatasetDict(
+        {"train": part(0, 20), "val": part(20, 25), "test": part(25, 30)}
+    ).save_to_disk(str(tmp_path / "dd"))
+    loaded = make_config(
+        tmp_path,
+        model={"name_or_path": "x"},
+        data={"source": "dd", "splits": {"validation": "val"}},
+    )
     splits = load_splits(loaded)
     assert [r.fields for r in splits.validation] == ROWS[20:25]
     assert [r.fields for r in splits.test] == ROWS[25:30]
     assert len(splits.train) == 20
-    bad = make_config(tmp_path, model={"name_or_path": "x"},
-                      data={"source": "dd", "splits": {"train": "training"}})
-    with pytest.raises(DataError, match=r"no split 'training' \(data.splits.train\).*test, train, val"):
+    bad = make_config(
+        tmp_path,
+        model={"name_or_path": "x"},
+        data={"source": "dd", "splits": {"train": "training"}},
+    )
+    with pytest.raises(
+        DataError, match=r"no split 'training' \(data.splits.train\).*test, train, val"
+    ):
         load_splits(bad)
 
 
 def test_prepare_writes_channels_and_reports_drops(tiny_llama, tmp_path):
     rows = [*ROWS, {"dialogue": "long " * 400, "summary": "x"}]
     write_jsonl(tmp_path / "d.jsonl", rows)
-    loaded = make_config(tmp_path, model={"name_or_path": str(tiny_llama), "max_length": 128},
-                         data={"source": "d.jsonl", "test_fraction": 0.0,
-                               "validation_fraction": 0.0})
-    report = prepare_data(loaded, tmp_path / "out", AutoTokenizer.from_pretrained(tiny_llama),
-                          "causal")
+    loaded = make_config(
+        tmp_path,
+        model={"name_or_path": str(tiny_llama), "max_length": 128},
+        data={"source": "d.jsonl", "test_fraction": 0.0, "validation_fraction": 0.0},
+    )
+    report = prepare_data(
+        loaded, tmp_path / "out", AutoTokenizer.from_pretrained(tiny_llama), "causal"
+    )
     assert report.rows == {"train": 30, "validation": 0, "test": 0}
     assert report.dropped["train"] == 1
     written = read_channel(tmp_path / "out" / "train", "train")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_config
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from helpers import make_config
 from llmship.data.formatting import PromptFormat
 from llmship.data.loading import Row
 from llmship.data.samples import samsum_rows
@@ -36,8 +36,12 @@ def memo_config(tmp_path: Path, base: Path, **sections):
     data = tmp_path / "memo.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in MEMO))
     sections.setdefault("data", {})
-    sections["data"] = {"source": str(data), "validation_fraction": 0.0, "test_fraction": 0.0,
-                        **sections["data"]}
+    sections["data"] = {
+        "source": str(data),
+        "validation_fraction": 0.0,
+        "test_fraction": 0.0,
+        **sections["data"],
+    }
     sections["model"] = {"name_or_path": str(base), **sections.get("model", {})}
     return make_config(tmp_path, **sections)
 
@@ -63,8 +67,9 @@ def test_seq2seq_lora_and_full_finetuning_train(tmp_path, tiny_t5, tiny_llama):
     run, _ = train(loaded)
     curve = losses(run)
     assert curve[-1] < 0.5 * curve[0], curve
-    full = memo_config(tmp_path / "full", tiny_llama,
-                       train={"method": "full", "epochs": 10, "learning_rate": 3e-3})
+    full = memo_config(
+        tmp_path / "full", tiny_llama, train={"method": "full", "epochs": 10, "learning_rate": 3e-3}
+    )
     run, _ = train(full)
     curve = losses(run)
     assert curve[-1] < 0.5 * curve[0], curve
@@ -74,13 +79,18 @@ def test_seq2seq_lora_and_full_finetuning_train(tmp_path, tiny_t5, tiny_llama):
 
 def test_qlora_without_cuda_is_a_clear_error(tmp_path, tiny_llama):
     loaded = memo_config(tmp_path, tiny_llama, train={"method": "qlora"})
-    with pytest.raises(TrainError, match="qlora needs a CUDA GPU.*use train.method lora"):
+    with pytest.raises(TrainError, match=r"qlora needs a CUDA GPU.*use train\.method lora"):
         train(loaded)
 
 
 def _encoded(tokenizer, rows):
-    fmt = PromptFormat("causal", "Summarize this dialogue:\n{dialogue}", "dialogue", "summary",
-                       use_chat_template=True)
+    fmt = PromptFormat(
+        "causal",
+        "Summarize this dialogue:\n{dialogue}",
+        "dialogue",
+        "summary",
+        use_chat_template=True,
+    )
     return [fmt.encode_example(Row(str(i), r), tokenizer) for i, r in enumerate(rows)]
 
 
@@ -91,8 +101,9 @@ def test_packing_gives_the_same_loss_without_cross_attention(tiny_llama):
     pad = tokenizer.pad_token_id
     with torch.no_grad():
         separate = sum(
-            token_loss_sum(model(**_inputs(b := collate([e], pad, "causal"))).logits,
-                           b["labels"], "causal")
+            token_loss_sum(
+                model(**_inputs(b := collate([e], pad, "causal"))).logits, b["labels"], "causal"
+            )
             for e in examples
         )
         packs = pack_examples(examples, max_length=400)
@@ -100,13 +111,19 @@ def test_packing_gives_the_same_loss_without_cross_attention(tiny_llama):
         batch = collate(packs, pad, "causal")
         packed = token_loss_sum(model(**_inputs(batch)).logits, batch["labels"], "causal")
         assert count_targets(batch["labels"], "causal") == sum(
-            count_targets(collate([e], pad, "causal")["labels"], "causal") for e in examples)
+            count_targets(collate([e], pad, "causal")["labels"], "causal") for e in examples
+        )
         torch.testing.assert_close(packed, separate, rtol=1e-4, atol=1e-3)
         # Changing the first example of a pack leaves the second one's logits untouched.
         first, second = examples[0], examples[1]
-        altered = {**first, "input_ids": [first["input_ids"][0]] + [7] * (len(first["input_ids"]) - 1)}
-        logits = [model(**_inputs(collate(pack_examples([a, second], 400), pad, "causal"))).logits
-                  for a in (first, altered)]
+        altered = {
+            **first,
+            "input_ids": [first["input_ids"][0]] + [7] * (len(first["input_ids"]) - 1),
+        }
+        logits = [
+            model(**_inputs(collate(pack_examples([a, second], 400), pad, "causal"))).logits
+            for a in (first, altered)
+        ]
         tail = len(second["input_ids"])
         torch.testing.assert_close(logits[0][0, -tail:], logits[1][0, -tail:])
         assert not torch.allclose(logits[0][0, :-tail], logits[1][0, :-tail])
@@ -118,8 +135,9 @@ def _inputs(batch):
 
 
 def test_packed_training_runs(tmp_path, tiny_llama):
-    loaded = memo_config(tmp_path, tiny_llama, train={"packing": True, "epochs": 20,
-                                                      "learning_rate": 1e-2})
+    loaded = memo_config(
+        tmp_path, tiny_llama, train={"packing": True, "epochs": 20, "learning_rate": 1e-2}
+    )
     run, result = train(loaded)
     assert result.state.step == 20  # 16 examples fit in one pack per epoch
     curve = losses(run)
@@ -156,8 +174,15 @@ def test_gradient_accumulation_weights_every_token_equally(tiny_llama):
     for size in (4, 2, 1):
         chunk = [examples[i : i + size] for i in range(0, 4, size)]
         optimizer = Capture()
-        stepper = _Stepper(model, data, optimizer, NoSchedule(), TrainConfig(max_grad_norm=0.0),
-                           torch.device("cpu"), nullcontext())
+        stepper = _Stepper(
+            model,
+            data,
+            optimizer,
+            NoSchedule(),
+            TrainConfig(max_grad_norm=0.0),
+            torch.device("cpu"),
+            nullcontext(),
+        )
         stepper(chunk)
         grads.append(optimizer.grads)
     for other in grads[1:]:
@@ -170,8 +195,13 @@ class Interrupt(Exception):
 
 
 def test_resume_continues_at_the_saved_step_and_matches_an_uninterrupted_run(tmp_path, tiny_llama):
-    settings = {"epochs": 4, "batch_size": 4, "save_steps": 5, "save_total_limit": 2,
-                "lora": {"dropout": 0.1}}
+    settings = {
+        "epochs": 4,
+        "batch_size": 4,
+        "save_steps": 5,
+        "save_total_limit": 2,
+        "lora": {"dropout": 0.1},
+    }
     straight, _ = train(memo_config(tmp_path / "a", tiny_llama, train=settings))
 
     loaded = memo_config(tmp_path / "b", tiny_llama, train=settings)
@@ -200,9 +230,11 @@ def test_resume_continues_at_the_saved_step_and_matches_an_uninterrupted_run(tmp
 def test_merged_model_reloads_and_generates_like_the_adapter(tmp_path, tiny_llama):
     loaded = memo_config(tmp_path / "m", tiny_llama, train={"epochs": 20, "learning_rate": 1e-2})
     merged_run, _ = train(loaded)
-    adapter_run, _ = train(memo_config(tmp_path / "a", tiny_llama,
-                                       train={"epochs": 20, "learning_rate": 1e-2,
-                                              "merge": False}))
+    adapter_run, _ = train(
+        memo_config(
+            tmp_path / "a", tiny_llama, train={"epochs": 20, "learning_rate": 1e-2, "merge": False}
+        )
+    )
     assert (merged_run.model / "model.safetensors").is_file()
     assert not (merged_run.model / "adapter_config.json").exists()
     assert (adapter_run.model / "adapter_config.json").is_file()
@@ -239,9 +271,20 @@ def test_entry_point_honours_the_sagemaker_contract(tmp_path, tiny_llama):
         "SM_CURRENT_HOST": "algo-1",
     }
     checkpoints = tmp_path / "ml" / "checkpoints"
-    command = [sys.executable, "-m", "llmship.train.entrypoint", "--config", str(config),
-               "--checkpoint-dir", str(checkpoints), "--train.epochs", "3",
-               "--train.batch_size=2", "--model.name_or_path", "not/used-when-a-model-channel"]
+    command = [
+        sys.executable,
+        "-m",
+        "llmship.train.entrypoint",
+        "--config",
+        str(config),
+        "--checkpoint-dir",
+        str(checkpoints),
+        "--train.epochs",
+        "3",
+        "--train.batch_size=2",
+        "--model.name_or_path",
+        "not/used-when-a-model-channel",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "trained 12 steps" in done.stdout  # 8 channel rows / batch 2 x 3 epochs
@@ -256,8 +299,9 @@ def test_entry_point_honours_the_sagemaker_contract(tmp_path, tiny_llama):
 
 
 def test_hyperparameters_become_overrides():
-    args, overrides = parse_args(["--config", "c.yaml", "--train.epochs", "2",
-                                  "--train.learning_rate=0.001"])
+    args, overrides = parse_args(
+        ["--config", "c.yaml", "--train.epochs", "2", "--train.learning_rate=0.001"]
+    )
     assert args.config == "c.yaml"
     assert overrides == ["train.epochs=2", "train.learning_rate=0.001"]
 
@@ -265,8 +309,9 @@ def test_hyperparameters_become_overrides():
 def test_no_secret_reaches_the_run_directory(tmp_path, tiny_llama):
     canary = "hf_CANARY_do_not_write_0123456789"
     (tmp_path / ".env").write_text(f"HF_TOKEN={canary}\n")
-    loaded = memo_config(tmp_path, tiny_llama, model={"hf_token": "${HF_TOKEN}"},
-                         train={"max_steps": 2})
+    loaded = memo_config(
+        tmp_path, tiny_llama, model={"hf_token": "${HF_TOKEN}"}, train={"max_steps": 2}
+    )
     assert loaded.config.model.hf_token.get_secret_value() == canary
     run, _ = train(loaded)
     assert "${HF_TOKEN}" in run.config.read_text()

@@ -1,3 +1,84 @@
-"""llmship: from a base LLM and a dataset to a fine-tuned model behind an HTTP API."""
+"""llmship: from a base LLM and a dataset to a fine-tuned model behind an HTTP API.
+
+The public API, one function per stage. Names load lazily, so importing llmship (or a
+module such as a future llmship.aws) does not import torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConfigError": "llmship.errors",
+    "DataError": "llmship.errors",
+    "EvalError": "llmship.errors",
+    "LlmshipError": "llmship.errors",
+    "ModelError": "llmship.errors",
+    "TrainError": "llmship.errors",
+    "LlmshipConfig": "llmship.config.schema",
+    "LoadedConfig": "llmship.config.loader",
+    "load_config": "llmship.config.loader",
+    "create_tiny_model": "llmship.models.tiny",
+    "load_splits": "llmship.data.prepare",
+    "prepare_data": "llmship.data.prepare",
+    "train": "llmship.train.run",
+    "train_in_environment": "llmship.train.run",
+    "TrainingEnvironment": "llmship.train.environment",
+    "evaluate": "llmship.train.evaluation",
+    "load_finetuned": "llmship.models.generation",
+    "generate": "llmship.models.generation",
+    "run_demo": "llmship.demo",
+}
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "EvalError",
+    "LlmshipConfig",
+    "LlmshipError",
+    "LoadedConfig",
+    "ModelError",
+    "TrainError",
+    "TrainingEnvironment",
+    "__version__",
+    "create_tiny_model",
+    "evaluate",
+    "generate",
+    "load_config",
+    "load_finetuned",
+    "load_splits",
+    "prepare_data",
+    "run_demo",
+    "train",
+    "train_in_environment",
+]
+
+if TYPE_CHECKING:
+    from llmship.config.loader import LoadedConfig, load_config
+    from llmship.config.schema import LlmshipConfig
+    from llmship.data.prepare import load_splits, prepare_data
+    from llmship.demo import run_demo
+    from llmship.errors import (
+        ConfigError,
+        DataError,
+        EvalError,
+        LlmshipError,
+        ModelError,
+        TrainError,
+    )
+    from llmship.models.generation import generate, load_finetuned
+    from llmship.models.tiny import create_tiny_model
+    from llmship.train.environment import TrainingEnvironment
+    from llmship.train.evaluation import evaluate
+    from llmship.train.run import train, train_in_environment
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'llmship' has no attribute {name!r}")

@@ -24,11 +24,21 @@ from llmship.train.run import train
 DEMO_CONFIG = {
     "project": {"name": "demo"},
     "model": {"name_or_path": "tiny-llama", "max_length": 256},
-    "data": {"source": "samsum_sample.jsonl", "input_field": "dialogue",
-             "output_field": "summary", "prompt_template": "Summarize this dialogue:\n{dialogue}"},
-    "train": {"epochs": 6, "batch_size": 8, "learning_rate": 5e-3, "warmup_ratio": 0.05,
-              "save_steps": 100, "logging_steps": 10,
-              "lora": {"r": 64, "alpha": 64, "dropout": 0.0}},
+    "data": {
+        "source": "samsum_sample.jsonl",
+        "input_field": "dialogue",
+        "output_field": "summary",
+        "prompt_template": "Summarize this dialogue:\n{dialogue}",
+    },
+    "train": {
+        "epochs": 6,
+        "batch_size": 8,
+        "learning_rate": 5e-3,
+        "warmup_ratio": 0.05,
+        "save_steps": 100,
+        "logging_steps": 10,
+        "lora": {"r": 64, "alpha": 64, "dropout": 0.0},
+    },
     "eval": {"max_samples": 24, "batch_size": 12, "generation": {"max_new_tokens": 40}},
 }
 
@@ -72,12 +82,16 @@ def run_demo(
         config_path.write_text(render_commented(tree), encoding="utf-8")
     loaded: LoadedConfig = load_config(config_path, overrides or [])
     run, result = train(loaded, reporter=reporter)
-    say(f"3/5 train    {result.state.step} LoRA steps on {result.train_rows} rows; "
-        f"run directory {run.root}")
+    say(
+        f"3/5 train    {result.state.step} LoRA steps on {result.train_rows} rows; "
+        f"run directory {run.root}"
+    )
     report = evaluate(run, loaded.config.eval, reporter)
-    say(f"4/5 eval     ROUGE-1 {report.rouge1:.3f}  ROUGE-2 {report.rouge2:.3f}  "
+    say(
+        f"4/5 eval     ROUGE-1 {report.rouge1:.3f}  ROUGE-2 {report.rouge2:.3f}  "
         f"ROUGE-L {report.rougeL:.3f} on {report.rows} test rows; report {run.eval_report}, "
-        f"loss curve {run.loss_plot}")
+        f"loss curve {run.loss_plot}"
+    )
     model = load_finetuned(run.model)
     summary = generate(model, [model.prompt_format.fields_for(UNSEEN_DIALOGUE)])[0]
     say(f"5/5 generate a new dialogue:\n{UNSEEN_DIALOGUE}\n  -> {summary}")

@@ -41,7 +41,9 @@ class RichReporter:
             console=self.console,
         )
         self._progress.start()
-        self._task = self._progress.add_task(description, total=total, completed=completed, stats="")
+        self._task = self._progress.add_task(
+            description, total=total, completed=completed, stats=""
+        )
 
     def update(self, completed: int, **fields: Any) -> None:
         if self._progress is None:

@@ -1,15 +1,15 @@
 """One directory per run, with one documented layout:
 
-    runs/<run-id>/
-      config.yaml            the config as given (overrides applied, ${VAR} unresolved)
-      data/<split>/<split>.jsonl   prepared splits; train and validation are the
-                             SageMaker channels (SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION)
-      checkpoints/step-N/    trainable weights, optimizer, scheduler, data position, RNG
-      model/                 the final model (SM_MODEL_DIR): merged safetensors weights or
-                             the adapter, tokenizer, generation_config.json, llmship.json
-      output/                SM_OUTPUT_DATA_DIR: metrics.jsonl, tensorboard/, adapter/
-      eval/report.json       ROUGE scores and settings; eval/predictions.jsonl
-      plots/loss.png         training and validation loss
+runs/<run-id>/
+  config.yaml            the config as given (overrides applied, ${VAR} unresolved)
+  data/<split>/<split>.jsonl   prepared splits; train and validation are the
+                         SageMaker channels (SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION)
+  checkpoints/step-N/    trainable weights, optimizer, scheduler, data position, RNG
+  model/                 the final model (SM_MODEL_DIR): merged safetensors weights or
+                         the adapter, tokenizer, generation_config.json, llmship.json
+  output/                SM_OUTPUT_DATA_DIR: metrics.jsonl, tensorboard/, adapter/
+  eval/report.json       ROUGE scores and settings; eval/predictions.jsonl
+  plots/loss.png         training and validation loss
 """
 
 from __future__ import annotations
@@ -106,11 +106,17 @@ def find_run(loaded: LoadedConfig, which: str | Path, output: str | Path | None 
     """A run by path, by id under runs/, or "latest"."""
     root = runs_root(loaded, output)
     if str(which) == "latest":
-        runs = sorted(p for p in root.glob("*") if (p / "config.yaml").exists()) if root.exists() else []
+        runs = (
+            sorted(p for p in root.glob("*") if (p / "config.yaml").exists())
+            if root.exists()
+            else []
+        )
         if not runs:
             raise TrainError(f"no runs under {root}; run `llmship train` first")
         return RunDir(runs[-1])
     for candidate in (Path(which), root / str(which)):
         if (candidate / "config.yaml").exists():
             return RunDir(candidate)
-    raise TrainError(f"run {which!r} not found (looked in {root}); give a run directory or 'latest'")
+    raise TrainError(
+        f"run {which!r} not found (looked in {root}); give a run directory or 'latest'"
+    )

@@ -19,17 +19,25 @@ err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: ./llmship.yaml).", show_default=False),
+    typer.Option(
+        "--config", "-c", help="Config file (default: ./llmship.yaml).", show_default=False
+    ),
 ]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config value: --set train.epochs=3 (repeatable).",
-                 show_default=False),
+    typer.Option(
+        "--set",
+        help="Override a config value: --set train.epochs=3 (repeatable).",
+        show_default=False,
+    ),
 ]
 OutputOption = Annotated[
     Path | None,
-    typer.Option("--output", help="Directory for run directories (default: project.runs_dir).",
-                 show_default=False),
+    typer.Option(
+        "--output",
+        help="Directory for run directories (default: project.runs_dir).",
+        show_default=False,
+    ),
 ]
 
 # What to run next, by error type (the message itself says what was wrong and where).

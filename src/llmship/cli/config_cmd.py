@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import yaml
-
 import typer
+import yaml
 
 from llmship.cli._common import ConfigOption, SetOption, console, load
 

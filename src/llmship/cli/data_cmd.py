@@ -18,9 +18,13 @@ app = typer.Typer(help="Prepare datasets.", no_args_is_help=True)
 def prepare(
     config: ConfigOption = None,
     set_: SetOption = None,
-    out: Annotated[Path | None, typer.Option(help="Where to write the split files "
-                                             "(default: data-prepared/ beside the config).",
-                                             show_default=False)] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the split files (default: data-prepared/ beside the config).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Load, split, format and length-filter the dataset; write one JSONL file per split.
 
@@ -33,8 +37,9 @@ def prepare(
     model_cfg = loaded.config.model
     source = loaded.resolve_path(model_cfg.name_or_path)
     tokenizer = load_tokenizer(model_cfg, source)
-    report = prepare_data(loaded, out or loaded.base_dir / "data-prepared", tokenizer,
-                          detect_kind(model_cfg, source))
+    report = prepare_data(
+        loaded, out or loaded.base_dir / "data-prepared", tokenizer, detect_kind(model_cfg, source)
+    )
     table = Table("split", "rows", f"dropped (> {model_cfg.max_length} tokens)", "file")
     for split, rows in report.rows.items():
         table.add_row(split, str(rows), str(report.dropped[split]), str(report.files[split]))

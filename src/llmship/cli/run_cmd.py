@@ -13,8 +13,12 @@ from llmship.progress import RichReporter
 
 
 def init(
-    template: Annotated[str, typer.Option(help=f"One of: {', '.join(TEMPLATES)}.")] = "samsum-llama",
-    directory: Annotated[Path, typer.Option("--dir", help="Where to write llmship.yaml.")] = Path("."),
+    template: Annotated[
+        str, typer.Option(help=f"One of: {', '.join(TEMPLATES)}.")
+    ] = "samsum-llama",
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write llmship.yaml.")] = Path(
+        "."
+    ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing llmship.yaml.")] = False,
 ) -> None:
     """Write a commented starter llmship.yaml (and sample data where the template needs it).
@@ -29,12 +33,21 @@ def train_command(
     config: ConfigOption = None,
     set_: SetOption = None,
     output: OutputOption = None,
-    resume: Annotated[str | None, typer.Option(
-        help="Continue a run from its last checkpoint: a run directory, its id, or 'latest'.",
-        show_default=False)] = None,
-    merge: Annotated[bool | None, typer.Option(
-        "--merge/--no-merge", help="Merge the adapter into the base weights (train.merge).",
-        show_default=False)] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="Continue a run from its last checkpoint: a run directory, its id, or 'latest'.",
+            show_default=False,
+        ),
+    ] = None,
+    merge: Annotated[
+        bool | None,
+        typer.Option(
+            "--merge/--no-merge",
+            help="Merge the adapter into the base weights (train.merge).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune the base model on the configured data (a new run directory per run).
 
@@ -47,12 +60,15 @@ def train_command(
         overrides.append(f"train.merge={str(merge).lower()}")
     loaded = load(config, overrides)
     reporter = RichReporter()
-    run, result = train(loaded, output=output, resume=resume, overrides=overrides,
-                        reporter=reporter)
+    run, result = train(
+        loaded, output=output, resume=resume, overrides=overrides, reporter=reporter
+    )
     console.print(f"trained {result.state.step} steps ({result.state.tokens_seen:,} tokens)")
     console.print(f"run directory: {run.root}")
     console.print(f"model:         {result.model_dir}")
-    console.print(f"metrics:       {run.metrics}  (tensorboard --logdir {run.output / 'tensorboard'})")
+    console.print(
+        f"metrics:       {run.metrics}  (tensorboard --logdir {run.output / 'tensorboard'})"
+    )
 
 
 def eval_command(
@@ -71,16 +87,19 @@ def eval_command(
     loaded = load(config, set_)
     found = find_run(loaded, run, output)
     report = evaluate(found, loaded.config.eval, RichReporter())
-    console.print(f"ROUGE-1 {report.rouge1:.4f}  ROUGE-2 {report.rouge2:.4f}  "
-                  f"ROUGE-L {report.rougeL:.4f}  ({report.rows} {report.split} rows)")
+    console.print(
+        f"ROUGE-1 {report.rouge1:.4f}  ROUGE-2 {report.rouge2:.4f}  "
+        f"ROUGE-L {report.rougeL:.4f}  ({report.rows} {report.split} rows)"
+    )
     console.print(f"report: {found.eval_report}\nloss curve: {found.loss_plot}")
 
 
 def generate_command(
     model_dir: Annotated[Path, typer.Argument(help="A run directory or its model/ directory.")],
     text: Annotated[str, typer.Option("--input", help="The input text (e.g. a dialogue).")],
-    max_new_tokens: Annotated[int | None, typer.Option(help="Override the model's default.",
-                                                       show_default=False)] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Override the model's default.", show_default=False)
+    ] = None,
 ) -> None:
     """Generate with a trained model, formatting the input exactly as training did.
 
@@ -93,8 +112,9 @@ def generate_command(
     params = model.defaults
     if max_new_tokens is not None:
         params = params.model_copy(update={"max_new_tokens": max_new_tokens})
-    console.print(generate(model, [model.prompt_format.fields_for(text)], params)[0],
-                  highlight=False)
+    console.print(
+        generate(model, [model.prompt_format.fields_for(text)], params)[0], highlight=False
+    )
 
 
 def demo(
@@ -107,8 +127,12 @@ def demo(
     """
     from llmship.demo import run_demo
 
-    run_demo(directory, say=lambda text: console.print(text, highlight=False),
-             reporter=RichReporter(), overrides=set_)
+    run_demo(
+        directory,
+        say=lambda text: console.print(text, highlight=False),
+        reporter=RichReporter(),
+        overrides=set_,
+    )
 
 
 def register(app: typer.Typer) -> None:

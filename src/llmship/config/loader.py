@@ -235,9 +235,12 @@ def _redact_secrets(tree: dict[str, Any], model: type[BaseModel]) -> dict[str, A
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             if isinstance(out[name], dict):
                 out[name] = _redact_secrets(out[name], annotation)
-        elif _is_secret(annotation) and isinstance(out[name], str):
-            if not _REFERENCE.fullmatch(out[name]):
-                out[name] = REDACTED
+        elif (
+            _is_secret(annotation)
+            and isinstance(out[name], str)
+            and not _REFERENCE.fullmatch(out[name])
+        ):
+            out[name] = REDACTED
     return out
 
 

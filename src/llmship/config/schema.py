@@ -6,9 +6,8 @@ the key, so the docs and the code cannot drift apart. Unknown keys are refused.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import string
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -101,7 +100,10 @@ class DataConfig(Section):
         description="Split names in the source; splits it lacks are cut from train (seeded).",
     )
     validation_fraction: float = Field(
-        0.1, ge=0.0, le=0.5, description="Share of rows cut for validation when the source has none."
+        0.1,
+        ge=0.0,
+        le=0.5,
+        description="Share of rows cut for validation when the source has none.",
     )
     test_fraction: float = Field(
         0.1, ge=0.0, le=0.5, description="Share of rows cut for test when the source has none."
@@ -114,7 +116,9 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _template_uses_input(self) -> DataConfig:
         try:
-            used = [name for _, name, _, _ in string.Formatter().parse(self.prompt_template) if name]
+            used = [
+                name for _, name, _, _ in string.Formatter().parse(self.prompt_template) if name
+            ]
         except ValueError as exc:
             raise ValueError(f"prompt_template is not a valid template ({exc})") from None
         if self.input_field not in used:

@@ -70,7 +70,9 @@ def read_jsonl(path: Path) -> list[Row]:
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{name}:{number}: not valid JSON ({exc.msg})") from None
                 if not isinstance(value, dict):
-                    raise DataError(f"{name}:{number}: expected a JSON object, got {type(value).__name__}")
+                    raise DataError(
+                        f"{name}:{number}: expected a JSON object, got {type(value).__name__}"
+                    )
                 rows.append(Row(f"{name}:{number}", value))
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None

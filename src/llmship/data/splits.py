@@ -35,8 +35,10 @@ def make_splits(by_name: dict[str, list[Row]], data_cfg: DataConfig) -> Splits:
     rng.shuffle(train)
     total = len(train)  # fractions are of the whole source, not of what is left
     cut = {}
-    for split, fraction in (("test", data_cfg.test_fraction),
-                            ("validation", data_cfg.validation_fraction)):
+    for split, fraction in (
+        ("test", data_cfg.test_fraction),
+        ("validation", data_cfg.validation_fraction),
+    ):
         own = by_name.get(getattr(names, split))
         if own is not None:
             cut[split] = list(own)

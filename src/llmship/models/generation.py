@@ -43,8 +43,11 @@ def load_finetuned(model_dir: str | Path, device: str | None = None) -> FineTune
         if (model_dir / "adapter_config.json").is_file():
             from peft import AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM
 
-            peft_auto = (AutoPeftModelForSeq2SeqLM if prompt_format.kind == "seq2seq"
-                         else AutoPeftModelForCausalLM)
+            peft_auto = (
+                AutoPeftModelForSeq2SeqLM
+                if prompt_format.kind == "seq2seq"
+                else AutoPeftModelForCausalLM
+            )
             model = peft_auto.from_pretrained(model_dir)
         else:
             model = auto.from_pretrained(model_dir)

@@ -56,7 +56,9 @@ class TinySpec:
     seed: int = 0
 
 
-def create_tiny_model(out_dir: str | Path, arch: Arch = "llama", spec: TinySpec | None = None) -> Path:
+def create_tiny_model(
+    out_dir: str | Path, arch: Arch = "llama", spec: TinySpec | None = None
+) -> Path:
     """Write a random-init model, its tokenizer and generation config to `out_dir`."""
     import torch
 

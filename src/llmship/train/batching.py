@@ -55,10 +55,7 @@ def collate(batch: list[Example], pad_id: int, kind: str) -> dict[str, torch.Ten
     width = max(len(example["input_ids"]) for example in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     packed = "position_ids" in batch[0]
-    if kind == "seq2seq":
-        label_width = max(len(example["labels"]) for example in batch)
-    else:
-        label_width = width
+    label_width = max(len(example["labels"]) for example in batch) if kind == "seq2seq" else width
     labels = torch.full((len(batch), label_width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     positions = torch.zeros((len(batch), width), dtype=torch.long)

@@ -61,7 +61,9 @@ class TrainingEnvironment:
             "SM_HOSTS": json.dumps(list(self.hosts)),
             "SM_CURRENT_HOST": self.current_host,
         }
-        env.update({f"SM_CHANNEL_{name.upper()}": str(path) for name, path in self.channels.items()})
+        env.update(
+            {f"SM_CHANNEL_{name.upper()}": str(path) for name, path in self.channels.items()}
+        )
         return env
 
 

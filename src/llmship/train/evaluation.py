@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+
 from llmship.config.schema import EvalConfig
 from llmship.data.prepare import read_channel
 from llmship.errors import EvalError
@@ -24,7 +25,7 @@ class EvalReport:
     rows: int
     rouge1: float
     rouge2: float
-    rougeL: float  # noqa: N815 (the metric's own name)
+    rougeL: float
     generation: dict
     model_dir: str
     seconds: float
@@ -82,6 +83,11 @@ def _write(run: RunDir, report: EvalReport, rows, predictions, references) -> No
     run.eval_report.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     with run.predictions.open("w", encoding="utf-8") as handle:
         for row, prediction, reference in zip(rows, predictions, references, strict=True):
-            handle.write(json.dumps({"where": row.where, "prediction": prediction,
-                                     "reference": reference}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps(
+                    {"where": row.where, "prediction": prediction, "reference": reference},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     plot_loss(run.metrics, run.loss_plot)

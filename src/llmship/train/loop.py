@@ -47,7 +47,9 @@ def total_steps(cfg: TrainConfig, data: LoopData) -> int:
     """Optimizer steps for the run: max_steps, else epochs over the batches of one epoch."""
     if cfg.max_steps:
         return cfg.max_steps
-    batches = len(epoch_batches(data.train, cfg.batch_size, cfg.seed, 0, cfg.packing, data.max_length))
+    batches = len(
+        epoch_batches(data.train, cfg.batch_size, cfg.seed, 0, cfg.packing, data.max_length)
+    )
     return cfg.epochs * math.ceil(batches / cfg.gradient_accumulation)
 
 
@@ -98,8 +100,14 @@ def train_loop(
                     state.epoch, state.micro_batch = state.epoch + 1, 0
                 if state.step % cfg.logging_steps == 0 or state.step == total:
                     record = window.flush(clock())
-                    metrics.log({"step": state.step, "epoch": round(progress, 4),
-                                 "learning_rate": scheduler.get_last_lr()[0], **record})
+                    metrics.log(
+                        {
+                            "step": state.step,
+                            "epoch": round(progress, 4),
+                            "learning_rate": scheduler.get_last_lr()[0],
+                            **record,
+                        }
+                    )
                 wants_eval = (epoch_done and cfg.eval_steps is None) or (
                     cfg.eval_steps is not None and state.step % cfg.eval_steps == 0
                 )
@@ -107,11 +115,15 @@ def train_loop(
                     eval_loss = step_fn.validation_loss()
                     metrics.log({"step": state.step, "eval_loss": eval_loss})
                 if state.step % cfg.save_steps == 0 or state.step == total:
-                    save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state,
-                                    cfg.save_total_limit)
-                reporter.update(state.step, loss=f"{window.last_loss:.4f}",
-                                lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                tok_s=f"{window.last_rate:,.0f}")
+                    save_checkpoint(
+                        checkpoint_dir, model, optimizer, scheduler, state, cfg.save_total_limit
+                    )
+                reporter.update(
+                    state.step,
+                    loss=f"{window.last_loss:.4f}",
+                    lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                    tok_s=f"{window.last_rate:,.0f}",
+                )
                 for callback in callbacks:
                     callback(state)
                 if epoch_done:
@@ -205,7 +217,9 @@ class _LogWindow:
     def flush(self, now: float) -> dict[str, float]:
         elapsed = max(now - self.started, 1e-9)
         self.last_rate = self.tokens / elapsed
-        record = {"loss": self.loss_sum / max(self.targets, 1),
-                  "tokens_per_second": round(self.last_rate, 1)}
+        record = {
+            "loss": self.loss_sum / max(self.targets, 1),
+            "tokens_per_second": round(self.last_rate, 1),
+        }
         self.started, self.loss_sum, self.targets, self.tokens = now, 0.0, 0, 0
         return record

@@ -21,9 +21,9 @@ def plot_loss(metrics_path: Path, out: Path) -> Path | None:
 
     figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
     if train:
-        axes.plot(*zip(*train), label="train loss")
+        axes.plot(*zip(*train, strict=True), label="train loss")
     if evals:
-        axes.plot(*zip(*evals), marker="o", label="validation loss")
+        axes.plot(*zip(*evals, strict=True), marker="o", label="validation loss")
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss (cross-entropy per token)")
     axes.grid(alpha=0.3)

@@ -56,8 +56,9 @@ def train(
     if resume:
         run = find_run(loaded, resume, output)
         snapshot = yaml.safe_load(run.config.read_text(encoding="utf-8"))
-        loaded = load_config_dict(snapshot, overrides, source=str(run.config),
-                                  base_dir=loaded.base_dir)
+        loaded = load_config_dict(
+            snapshot, overrides, source=str(run.config), base_dir=loaded.base_dir
+        )
     else:
         run = new_run(loaded, output)
         report = prepare_run_data(loaded, run)
@@ -97,36 +98,48 @@ def train_in_environment(
         raise TrainError("no training data: the train channel (SM_CHANNEL_TRAIN) is not set")
     device = torch.device("cuda" if env.num_gpus > 0 and torch.cuda.is_available() else "cpu")
     base_source = (
-        str(env.channels["model"]) if "model" in env.channels
+        str(env.channels["model"])
+        if "model" in env.channels
         else loaded.resolve_path(config.model.name_or_path)
     )
     kind = detect_kind(config.model, base_source)
     tokenizer = load_tokenizer(config.model, base_source)
     prompt_format = prompt_format_for(config, kind, tokenizer)
     max_length = config.model.max_length
-    train_rows = encode_rows(read_channel(env.channels["train"], "train"), prompt_format,
-                             tokenizer, max_length)
+    train_rows = encode_rows(
+        read_channel(env.channels["train"], "train"), prompt_format, tokenizer, max_length
+    )
     if not train_rows.examples:
         raise TrainError(f"no training rows within model.max_length={max_length} tokens")
     validation = []
     if "validation" in env.channels and any(env.channels["validation"].glob("*.jsonl")):
-        validation = encode_rows(read_channel(env.channels["validation"], "validation"),
-                                 prompt_format, tokenizer, max_length).examples
+        validation = encode_rows(
+            read_channel(env.channels["validation"], "validation"),
+            prompt_format,
+            tokenizer,
+            max_length,
+        ).examples
     if config.train.packing and kind != "causal":
         raise TrainError("train.packing works for causal models only; turn it off for seq2seq")
 
     set_seed(config.train.seed)
     model = prepare_model(MethodContext(config, base_source, kind, device))
-    data = LoopData(train=train_rows.examples, validation=validation, kind=kind,
-                    pad_id=tokenizer.pad_token_id, max_length=max_length)
+    data = LoopData(
+        train=train_rows.examples,
+        validation=validation,
+        kind=kind,
+        pad_id=tokenizer.pad_token_id,
+        max_length=max_length,
+    )
     metrics = MetricsLog(
         env.output_data_dir / "metrics.jsonl",
         env.output_data_dir / "tensorboard",
         resume_step=_resume_step(env.checkpoint_dir),
     )
     try:
-        state = train_loop(model, data, config.train, env.checkpoint_dir, metrics, device,
-                           reporter, callbacks)
+        state = train_loop(
+            model, data, config.train, env.checkpoint_dir, metrics, device, reporter, callbacks
+        )
     finally:
         metrics.close()
     save_final_model(model, tokenizer, prompt_format, loaded, env, base_source, kind)

@@ -1,0 +1,26 @@
+"""The public API is what __all__ says, and importing llmship stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import llmship
+
+
+def test_every_public_name_resolves():
+    for name in llmship.__all__:
+        assert getattr(llmship, name) is not None, name
+
+
+def test_error_tree_has_one_root():
+    for name in ("ConfigError", "DataError", "ModelError", "TrainError", "EvalError"):
+        assert issubclass(getattr(llmship, name), llmship.LlmshipError)
+
+
+def test_import_and_config_loading_do_not_import_torch():
+    code = (
+        "import sys, llmship, llmship.config.loader, llmship.errors; print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
