@@ -57,6 +57,7 @@ def test_lora_loss_falls_on_a_memorizable_set(tmp_path, tiny_llama):
     assert result.state.step == 60  # 16 rows / batch 8 = 2 steps per epoch
     assert curve[-1] < 0.25 * curve[0], curve
     assert run.loss_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((run.output / "tensorboard").glob("events.out.tfevents.*"))
     # Only the adapter trained: the frozen base weights are where they started.
     adapter = load_file(run.output / "adapter" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)
