@@ -6,6 +6,10 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# A second environment pinned like the AWS Hugging Face PyTorch inference container
+# (transformers 4.51.3, inference toolkit 2.6.0): artifacts are tested against it.
+HF4 ?= .venv-hf4
+HF4_STAMP := $(HF4)/.installed
 
 .PHONY: demo test lint venv clean
 
@@ -17,15 +21,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+$(HF4_STAMP): Makefile
+	$(PYTHON) -m venv $(HF4)
+	$(HF4)/bin/python -m pip install -q "$(TORCH)"
+	$(HF4)/bin/python -m pip install -q "transformers==4.51.3" \
+		"sagemaker-huggingface-inference-toolkit==2.6.0" "multi-model-server==1.1.11" \
+		"safetensors"
+	touch $(HF4_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/llmship demo
 
-test: $(STAMP)
-	$(VENV)/bin/pytest
+test: $(STAMP) $(HF4_STAMP)
+	LLMSHIP_HF4_PYTHON=$(HF4)/bin/python $(VENV)/bin/pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) demo-run .pytest_cache
+	rm -rf $(VENV) $(HF4) demo-run .pytest_cache

@@ -5,7 +5,8 @@
     ├── DataError                a dataset file, a row, a field mapping or a split
     ├── ModelError               loading, creating or saving a model or tokenizer
     ├── TrainError               a training run: method, hardware, checkpoints, resume
-    └── EvalError                evaluation and generation
+    ├── EvalError                evaluation and generation
+    └── PackageError             building, validating or extracting a model artifact
 
 Each message says what was wrong, where (file:line, key path, row, resource) and what
 to do next. Lower-level errors (pydantic, yaml, transformers, OSError) are translated
@@ -20,6 +21,7 @@ __all__ = [
     "EvalError",
     "LlmshipError",
     "ModelError",
+    "PackageError",
     "TrainError",
 ]
 
@@ -46,3 +48,7 @@ class TrainError(LlmshipError):
 
 class EvalError(LlmshipError):
     """Evaluation or generation cannot run."""
+
+
+class PackageError(LlmshipError):
+    """A model artifact cannot be built, validated or extracted safely."""

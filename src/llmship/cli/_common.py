@@ -47,6 +47,7 @@ NEXT_STEP = {
     "ModelError": "check model.name_or_path; `llmship model create-tiny DIR` makes a local model",
     "TrainError": "fix the train.* settings; a run can continue with `llmship train --resume`",
     "EvalError": "check the run directory; `llmship train` writes one",
+    "PackageError": "fix the artifact or its model directory, then `llmship validate` it",
 }
 
 

@@ -214,6 +214,11 @@ class PackageConfig(Section):
         description="SageMaker artifact: model.tar.gz, or an uncompressed S3 prefix (fast for "
         "large models).",
     )
+    transformers_version: Literal["4.48.0", "4.49.0", "4.51.3", "5.5.3"] = Field(
+        "4.51.3",
+        description="transformers version of the Hugging Face inference container the artifact "
+        "targets (4.51.3 is the one deploy chooses); its files are written for that version.",
+    )
 
 
 class DeployConfig(Section):

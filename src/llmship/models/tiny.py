@@ -53,6 +53,9 @@ class TinySpec:
     # matters; with frozen random embeddings LoRA alone could otherwise barely move the
     # loss. (T5's own init already scales its untied output layer to unit variance.)
     initializer_range: float = 0.2
+    # Llama only: rope settings, e.g. Llama 3's {"rope_type": "llama3", "rope_theta": 500000.0,
+    # "factor": 32.0, ...}; None keeps the transformers default.
+    rope_parameters: dict | None = None
     seed: int = 0
 
 
@@ -150,6 +153,7 @@ def _llama_model(tokenizer, spec: TinySpec):
         max_position_embeddings=spec.max_positions,
         tie_word_embeddings=True,
         initializer_range=spec.initializer_range,
+        **({"rope_parameters": dict(spec.rope_parameters)} if spec.rope_parameters else {}),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

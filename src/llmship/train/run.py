@@ -18,6 +18,7 @@ from llmship.config.loader import LoadedConfig, load_config_dict
 from llmship.data.formatting import PromptFormat, encode_rows, prompt_format_for
 from llmship.data.prepare import DataReport, prepare_data, read_channel
 from llmship.errors import TrainError
+from llmship.models.info import MODEL_INFO
 from llmship.models.loading import ModelKind, detect_kind, load_tokenizer
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir, find_run, new_run
@@ -27,8 +28,6 @@ from llmship.train.loop import LoopData, StepCallback, train_loop
 from llmship.train.methods import MethodContext, prepare_model
 from llmship.train.metrics import MetricsLog
 from llmship.train.plots import plot_loss
-
-MODEL_INFO = "llmship.json"
 
 
 @dataclass(frozen=True)

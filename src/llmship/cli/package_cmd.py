@@ -1,0 +1,86 @@
+"""`llmship package` and `llmship validate`: SageMaker model artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from llmship.cli._common import console, err_console
+from llmship.package.containers import DEFAULT_TRANSFORMERS, TRANSFORMERS_VERSIONS
+
+VersionOption = Annotated[
+    str,
+    typer.Option(
+        "--transformers-version",
+        help=f"Target container's transformers: {', '.join(TRANSFORMERS_VERSIONS)}.",
+    ),
+]
+
+
+def package(
+    source: Annotated[Path, typer.Argument(help="A run directory or a model directory.")],
+    fmt: Annotated[str, typer.Option("--format", help="tar.gz or uncompressed.")] = "tar.gz",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write (default: beside the model).", show_default=False),
+    ] = None,
+    transformers_version: VersionOption = DEFAULT_TRANSFORMERS,
+) -> None:
+    """Build a SageMaker model artifact (model files at the root, code/inference.py), then
+    validate it.
+
+    Example: llmship package runs/20260101-120000 --format uncompressed
+    """
+    from llmship.errors import PackageError
+    from llmship.package.build import build_artifact, model_dir_of
+    from llmship.package.validate import validate_artifact
+
+    if fmt not in ("tar.gz", "uncompressed"):
+        raise PackageError(f"--format {fmt!r}: choose tar.gz or uncompressed")
+    if out is None:
+        root = model_dir_of(source).parent / "artifact"
+        out = root / ("model.tar.gz" if fmt == "tar.gz" else "model")
+    artifact = build_artifact(source, out, fmt, transformers_version)  # type: ignore[arg-type]
+    rewritten = f"; rewrote {', '.join(artifact.rewritten)} for it" if artifact.rewritten else ""
+    console.print(
+        f"{artifact.format} artifact for transformers {artifact.transformers_version}"
+        f"{rewritten}: {artifact.path} ({artifact.bytes / 1024**2:.1f} MiB in "
+        f"{artifact.seconds:.2f} s)"
+    )
+    _report(validate_artifact(artifact.path, transformers_version))
+
+
+def validate(
+    artifact: Annotated[Path, typer.Argument(help="model.tar.gz or an artifact directory.")],
+    transformers_version: VersionOption = DEFAULT_TRANSFORMERS,
+) -> None:
+    """Check an artifact's layout, handler code, requirements, tokenizer and weights without
+    running any of it; exit 1 on errors.
+
+    Example: llmship validate model.tar.gz --transformers-version 4.49.0
+    """
+    from llmship.package.validate import validate_artifact
+
+    _report(validate_artifact(artifact, transformers_version))
+
+
+def _report(findings) -> None:
+    table = Table("severity", "where", "finding", show_lines=False)
+    colours = {"error": "red", "warning": "yellow", "info": "dim"}
+    for finding in findings:
+        table.add_row(
+            f"[{colours[finding.severity]}]{finding.severity}[/]", finding.path, finding.message
+        )
+    console.print(table)
+    errors = sum(f.severity == "error" for f in findings)
+    if errors:
+        err_console.print(f"[bold red]{errors} error(s):[/] the artifact would fail on SageMaker")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("package")(package)
+    app.command("validate")(validate)

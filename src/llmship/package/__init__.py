@@ -1,0 +1,1 @@
+"""SageMaker model artifacts: build, make loadable by the target container, validate, extract."""

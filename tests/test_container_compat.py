@@ -1,0 +1,184 @@
+"""An artifact answers in the AWS Hugging Face PyTorch inference container exactly as
+llmship does: the real sagemaker-huggingface-inference-toolkit 2.6.0 handler service,
+in-process, in a separate environment pinned like the container (transformers 4.51.3).
+
+The model has Llama 3's rope settings and a wide init, so attention (and so rope)
+decides the output: a config that 4.51.3 misreads changes the answers, which the
+negative controls show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import SMALL, make_config
+from llmship.config.schema import GenerationConfig
+from llmship.data.samples import samsum_rows
+from llmship.models.generation import generate, load_finetuned
+from llmship.models.tiny import create_tiny_model
+from llmship.package.build import build_artifact
+from llmship.train.run import train
+
+HERE = Path(__file__).parent
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 32.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
+DIALOGUES = [r["dialogue"] for r in samsum_rows()[300:306]]
+MAX_NEW = 12
+
+
+@pytest.fixture(scope="module")
+def hf4_python() -> str:
+    python = os.environ.get("LLMSHIP_HF4_PYTHON")
+    if not python:
+        pytest.skip("needs the transformers 4.51.3 environment: run `make test`")
+    python = os.path.abspath(python)  # not resolve(): that would leave the venv
+    assert os.path.isfile(python), f"LLMSHIP_HF4_PYTHON={python} does not exist"
+    return python
+
+
+@pytest.fixture(scope="module")
+def llama3_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("llama3")
+    base = create_tiny_model(
+        root / "base",
+        "llama",
+        SMALL.__class__(**{**SMALL.__dict__, "rope_parameters": LLAMA3_ROPE}),
+    )
+    data = root / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in samsum_rows()[:16]))
+    loaded = make_config(
+        root,
+        model={"name_or_path": str(base)},
+        data={
+            "source": str(data),
+            "validation_fraction": 0.0,
+            "test_fraction": 0.0,
+            "system_prompt": "Be brief.",
+        },
+        train={"max_steps": 2},
+        eval={"generation": {"max_new_tokens": MAX_NEW}},
+    )
+    run, _ = train(loaded)
+    return run
+
+
+def invoke(python: str, artifact: Path, requests: list[dict], tmp_path: Path) -> dict:
+    path = tmp_path / "requests.json"
+    path.write_text(json.dumps(requests))
+    done = subprocess.run(
+        [python, str(HERE / "containers" / "hf_toolkit_invoke.py"), str(artifact), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def toolkit_request(text: str) -> dict:
+    return {
+        "body": json.dumps({"inputs": text, "parameters": {"max_new_tokens": MAX_NEW}}),
+        "content_type": "application/json",
+        "accept": "application/json",
+    }
+
+
+def llmship_outputs(run) -> list[str]:
+    model = load_finetuned(run.model)
+    params = GenerationConfig(max_new_tokens=MAX_NEW)
+    return [generate(model, [{"dialogue": d}], params)[0] for d in DIALOGUES]
+
+
+def texts(result: dict) -> list[str]:
+    return [
+        json.loads(r["body"])[0]["generated_text"] if "body" in r else None
+        for r in result["results"]
+    ]
+
+
+def test_toolkit_answers_exactly_as_llmship(hf4_python, llama3_run, tmp_path):
+    artifact = build_artifact(llama3_run.root, tmp_path / "art", "uncompressed").path
+    result = invoke(hf4_python, artifact, [toolkit_request(d) for d in DIALOGUES], tmp_path)
+    assert result["transformers"] == "4.51.3"
+    expected = llmship_outputs(llama3_run)
+    assert len(set(expected)) >= 3  # continuations differ from prompt to prompt
+    assert texts(result) == expected
+    assert all(r["content_type"] == "application/json" for r in result["results"])
+    config = result["config"]
+    assert config["rope_theta"] == 500000.0
+    assert config["rope_scaling"] == {k: v for k, v in LLAMA3_ROPE.items() if k != "rope_theta"}
+    assert config["torch_dtype"] == "float32"
+    local = json.loads((llama3_run.model / "config.json").read_text())
+    for field in (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "max_position_embeddings",
+        "rms_norm_eps",
+        "tie_word_embeddings",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    ):
+        assert config[field] == local[field], field
+
+
+def test_negative_controls_fail_the_same_test(hf4_python, llama3_run, tmp_path):
+    # The transformers 5 config as saved: 4.51.3 drops rope_parameters without a word.
+    artifact = build_artifact(llama3_run.root, tmp_path / "art", "uncompressed").path
+    shutil.copy(llama3_run.model / "config.json", artifact / "config.json")
+    result = invoke(hf4_python, artifact, [toolkit_request(d) for d in DIALOGUES], tmp_path)
+    assert result["config"]["rope_theta"] == 10000.0  # silently wrong
+    assert texts(result) != llmship_outputs(llama3_run)
+    # Everything as transformers 5 saved it: the tokenizer does not even load.
+    shutil.copy(llama3_run.model / "tokenizer_config.json", artifact / "tokenizer_config.json")
+    result = invoke(hf4_python, artifact, [toolkit_request(DIALOGUES[0])], tmp_path)
+    [failure] = result["results"]
+    assert failure["status"] == 400 and "TokenizersBackend" in failure["error"]
+
+
+def test_toolkit_error_responses(hf4_python, llama3_run, tmp_path):
+    artifact = build_artifact(llama3_run.root, tmp_path / "art", "uncompressed").path
+    full = llmship_outputs(llama3_run)[0]
+    words = full.split()
+    assert len(words) >= 3
+    stop = words[1]
+    requests = [
+        {"body": "not json", "content_type": "application/json", "accept": "application/json"},
+        {"body": "a,b", "content_type": "text/csv", "accept": "application/json"},
+        {
+            "body": json.dumps({"inputs": "x", "parameters": {"max_new_tokens": 2, "bogus": 1}}),
+            "content_type": "application/json",
+            "accept": "application/json",
+        },
+        {
+            "body": json.dumps(
+                {"inputs": DIALOGUES[0], "parameters": {"max_new_tokens": MAX_NEW, "stop": [stop]}}
+            ),
+            "content_type": "application/json",
+            "accept": "application/json",
+        },
+    ]
+    result = invoke(hf4_python, artifact, requests, tmp_path)
+    bad_json, csv, bogus, stopped = result["results"]
+    assert bad_json["status"] == 400
+    assert csv["status"] == 400 and "unsupported content type" in csv["error"]
+    assert bogus["status"] == 400 and "unknown parameters: bogus" in bogus["error"]
+    text = json.loads(stopped["body"])[0]["generated_text"]
+    assert text == full[: full.index(stop)]
