@@ -31,8 +31,9 @@ def make_weights(directory: Path, size_mb: int, seed: int) -> Path:
     tensors, left, index = {}, size_mb * 1024 * 1024 // 2, 0
     while left > 0:
         count = min(left, 64 * 1024 * 1024)
-        tensors[f"layer{index}.weight"] = (
-            torch.randn(count, generator=generator) * 0.02).to(torch.bfloat16)
+        tensors[f"layer{index}.weight"] = (torch.randn(count, generator=generator) * 0.02).to(
+            torch.bfloat16
+        )
         left -= count
         index += 1
     path = directory / "model.safetensors"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from llmship.cli import config_cmd, data_cmd, model_cmd, package_cmd, run_cmd
+from llmship.cli import config_cmd, data_cmd, model_cmd, package_cmd, run_cmd, serve_cmd
 from llmship.cli._common import fail, quiet_libraries
 from llmship.errors import LlmshipError
 
@@ -23,6 +23,7 @@ app.add_typer(model_cmd.app, name="model")
 app.add_typer(data_cmd.app, name="data")
 run_cmd.register(app)
 package_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

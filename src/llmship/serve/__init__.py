@@ -1,0 +1,1 @@
+"""Serving: the SageMaker inference container contract and the SageMaker Runtime API, locally."""

@@ -1,0 +1,259 @@
+"""The HTTP app: the SageMaker inference container contract and the Runtime API paths.
+
+Container contract (what SageMaker calls inside the container):
+    GET  /ping           200 once the model is loaded; 503 with the reason while it
+                         loads or after it failed
+    POST /invocations    Content-Type / Accept as sent; errors are JSON
+                         {"code", "type", "message"} with the status the handler chose
+Runtime API (what boto3's sagemaker-runtime client calls, with endpoint_url):
+    POST /endpoints/{name}/invocations
+    POST /endpoints/{name}/invocations-response-stream   (AWS event stream)
+Errors on the Runtime paths have AWS's shape (x-amzn-ErrorType and a JSON body), so
+boto3 raises ModelError, ValidationError and ModelNotReadyException as against AWS;
+a failure after streaming began arrives inside the stream as ModelStreamError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from llmship.serve.eventstream import model_stream_error, payload_part
+from llmship.serve.handler import Handler, HandlerError, status_of
+from llmship.serve.limits import EndpointLimits
+
+log = logging.getLogger("llmship.serve")
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+VARIANT = "AllTraffic"
+
+
+@dataclass
+class ModelState:
+    """Start-up state /ping reports: loading, ready or failed (with the reason)."""
+
+    status: str = "loading"
+    reason: str = ""
+    handler: Handler | None = None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> FastAPI:
+    """The app for one artifact directory; the model loads in the background."""
+    state = ModelState()
+    # One request at a time through the model, as a container worker does.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmship-model")
+
+    def load() -> None:
+        try:
+            handler = Handler(model_dir)
+            handler.load()
+        except Exception as exc:  # reported by /ping and the log, never silently
+            state.status, state.reason = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load from %s: %s", model_dir, state.reason)
+            return
+        state.handler, state.status = handler, "ready"
+        log.info("model loaded from %s", model_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        threading.Thread(target=load, name="llmship-load", daemon=True).start()
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="llmship serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.model = state
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        if state.status == "ready":
+            return JSONResponse({"status": "healthy"})
+        body = {"status": state.status}
+        if state.reason:
+            body["reason"] = state.reason
+        return JSONResponse(body, status_code=503)
+
+    async def run(fn, *args):
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(
+            loop.run_in_executor(executor, fn, *args), timeout=limits.timeout_s
+        )
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limits.max_payload_bytes:
+            raise _TooLarge
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limits.max_payload_bytes:
+                raise _TooLarge
+        return bytes(body)
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        accept = request.headers.get("accept", "*/*")
+        try:
+            body = await read_body(request)
+        except _TooLarge:
+            return _container_error(
+                413,
+                f"the payload is over {limits.max_payload_bytes} bytes "
+                f"({limits.kind} endpoints accept at most that)",
+            )
+        if state.handler is None:
+            return _container_error(503, f"the model is not ready ({state.status}) {state.reason}")
+        try:
+            data, response_type = await run(state.handler.invoke, body, content_type, accept)
+        except asyncio.TimeoutError:
+            return _container_error(408, f"the invocation took over {limits.timeout_s} s")
+        except Exception as exc:
+            return _handler_failure(exc)
+        return Response(data, media_type=response_type)
+
+    @app.post("/endpoints/{name}/invocations")
+    async def runtime_invoke(name: str, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        accept = request.headers.get("accept", "*/*")
+        refused = await _runtime_checks(name, request)
+        if refused is not None:
+            return refused
+        body = request.state.body
+        try:
+            data, response_type = await run(state.handler.invoke, body, content_type, accept)
+        except asyncio.TimeoutError:
+            return _model_error(
+                0,
+                "Your invocation timed out while waiting for a response "
+                f"from container primary (over {limits.timeout_s} s).",
+            )
+        except Exception as exc:
+            response = _handler_failure(exc)
+            return _model_error(response.status_code, response.body.decode())
+        return Response(
+            data, media_type=response_type, headers={"x-Amzn-Invoked-Production-Variant": VARIANT}
+        )
+
+    @app.post("/endpoints/{name}/invocations-response-stream")
+    async def runtime_stream(name: str, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        refused = await _runtime_checks(name, request)
+        if refused is not None:
+            return refused
+        handler = state.handler
+        if not handler.can_stream():
+            return _aws_error(
+                400,
+                "ValidationError",
+                f"Endpoint {name} does not support "
+                "response streaming: its handler has no stream_fn",
+            )
+        body = request.state.body
+        chunks = handler.stream(body, content_type)
+        loop = asyncio.get_running_loop()
+        try:  # the first chunk decides between an error response and a stream
+            first = await asyncio.wait_for(
+                loop.run_in_executor(executor, next, chunks, None), timeout=limits.timeout_s
+            )
+        except asyncio.TimeoutError:
+            return _model_error(
+                0, "Your invocation timed out while waiting for a response from container primary."
+            )
+        except Exception as exc:
+            response = _handler_failure(exc)
+            return _model_error(response.status_code, response.body.decode())
+
+        async def events() -> AsyncIterator[bytes]:
+            if first is None:
+                return
+            yield payload_part(first)
+            while True:
+                try:
+                    chunk = await loop.run_in_executor(executor, next, chunks, None)
+                except Exception as exc:
+                    log.error("stream failed: %s", exc)
+                    yield model_stream_error(f"{type(exc).__name__}: {exc}")
+                    return
+                if chunk is None:
+                    return
+                yield payload_part(chunk)
+
+        return StreamingResponse(
+            events(),
+            media_type=EVENT_STREAM,
+            headers={
+                "X-Amzn-SageMaker-Content-Type": "application/jsonlines",
+                "x-Amzn-Invoked-Production-Variant": VARIANT,
+            },
+        )
+
+    async def _runtime_checks(name: str, request: Request) -> Response | None:
+        if name != endpoint_name:
+            return _aws_error(
+                400, "ValidationError", f"Endpoint {name} of account local not found."
+            )
+        try:
+            request.state.body = await read_body(request)
+        except _TooLarge:
+            return _aws_error(
+                400,
+                "ValidationError",
+                "1 validation error detected: Value at "
+                f"'body' failed to satisfy constraint: Member must have length "
+                f"less than or equal to {limits.max_payload_bytes}",
+            )
+        if state.handler is None:
+            return _aws_error(
+                429,
+                "ModelNotReadyException",
+                f"Model for endpoint {name} is not ready: {state.status} {state.reason}".strip(),
+            )
+        return None
+
+    return app
+
+
+def _container_error(status: int, message: str) -> JSONResponse:
+    kind = "BadRequest" if status < 500 else "InternalServerException"
+    return JSONResponse({"code": status, "type": kind, "message": message}, status_code=status)
+
+
+def _handler_failure(exc: BaseException) -> JSONResponse:
+    status = status_of(exc)
+    if not isinstance(exc, HandlerError) and status == 500:
+        log.exception("handler raised", exc_info=exc)
+    return _container_error(status, f"{type(exc).__name__}: {exc}" if status == 500 else str(exc))
+
+
+def _aws_error(status: int, code: str, message: str, **extra) -> JSONResponse:
+    return JSONResponse(
+        {"message": message, **extra}, status_code=status, headers={"x-amzn-ErrorType": code}
+    )
+
+
+def _model_error(original_status: int, original_message: str) -> JSONResponse:
+    """What SageMaker answers when the container answered with an error."""
+    kind = "client" if 400 <= original_status < 500 else "server"
+    return _aws_error(
+        424,
+        "ModelError",
+        f"Received {kind} error ({original_status}) from primary with message "
+        f'"{original_message}". See the server log for details.',
+        OriginalStatusCode=original_status,
+        OriginalMessage=original_message,
+        LogStreamArn="local",
+    )

@@ -1,0 +1,55 @@
+"""`llmship serve`: resolve what to serve, then run the app with uvicorn."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from llmship.errors import PackageError
+from llmship.package.build import build_artifact
+from llmship.package.extract import safe_extract
+from llmship.serve.limits import limits_for
+
+DEFAULT_PORT = 8080
+LOCAL_TRANSFORMERS = "5.5.3"  # files as this machine's transformers 5 writes them
+
+
+def default_port() -> int:
+    """SAGEMAKER_BIND_TO_PORT, as the containers read it, else 8080."""
+    value = os.environ.get("SAGEMAKER_BIND_TO_PORT", str(DEFAULT_PORT))
+    if not value.isdigit():
+        raise PackageError(f"SAGEMAKER_BIND_TO_PORT={value!r} is not a port number")
+    return int(value)
+
+
+def resolve_artifact(source: str | Path, workdir: Path) -> Path:
+    """An artifact directory for `source`: a model.tar.gz (extracted safely), an artifact
+    directory, or a run / model directory (packaged on the fly)."""
+    source = Path(source)
+    if source.is_file():
+        return safe_extract(source, workdir / "artifact")
+    if (source / "code" / "inference.py").is_file():
+        return source
+    if source.is_dir():
+        return build_artifact(source, workdir / "artifact", "uncompressed", LOCAL_TRANSFORMERS).path
+    raise PackageError(f"{source} not found; give a model.tar.gz, an artifact directory or a run")
+
+
+def serve(
+    source: str | Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    endpoint_name: str = "local",
+    endpoint_kind: str = "realtime",
+) -> None:
+    """Serve until interrupted."""
+    import uvicorn
+
+    from llmship.serve.app import create_app
+
+    limits = limits_for(endpoint_kind)
+    with tempfile.TemporaryDirectory(prefix="llmship-serve-") as workdir:
+        model_dir = resolve_artifact(source, Path(workdir))
+        app = create_app(model_dir, endpoint_name, limits)
+        uvicorn.run(app, host=host, port=port or default_port(), log_level="info")
