@@ -150,7 +150,7 @@ def test_negative_controls_fail_the_same_test(hf4_python, llama3_run, tmp_path):
     shutil.copy(llama3_run.model / "tokenizer_config.json", artifact / "tokenizer_config.json")
     result = invoke(hf4_python, artifact, [toolkit_request(DIALOGUES[0])], tmp_path)
     [failure] = result["results"]
-    assert failure["status"] == 400 and "TokenizersBackend" in failure["error"]
+    assert failure["status"] == 400 and "TokenizersBackend" in failure["body"]
 
 
 def test_toolkit_error_responses(hf4_python, llama3_run, tmp_path):
@@ -177,8 +177,61 @@ def test_toolkit_error_responses(hf4_python, llama3_run, tmp_path):
     ]
     result = invoke(hf4_python, artifact, requests, tmp_path)
     bad_json, csv, bogus, stopped = result["results"]
+    # The toolkit answers every handler failure with 400 and multi-model-server's body.
     assert bad_json["status"] == 400
-    assert csv["status"] == 400 and "unsupported content type" in csv["error"]
-    assert bogus["status"] == 400 and "unknown parameters: bogus" in bogus["error"]
+    assert json.loads(bad_json["body"])["type"] == "InternalServerException"
+    assert csv["status"] == 400 and "unsupported content type" in csv["body"]
+    assert bogus["status"] == 400 and "unknown parameters: bogus" in bogus["body"]
     text = json.loads(stopped["body"])[0]["generated_text"]
     assert text == full[: full.index(stop)]
+
+
+def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_run, tmp_path):
+    import signal
+    import sys
+    import time
+
+    import httpx
+    from serving import free_port, running
+
+    from llmship.serve.app import create_app
+    from llmship.serve.limits import limits_for
+    from llmship.serve.server import resolve_artifact
+
+    artifact = build_artifact(llama3_run.root, tmp_path / "model.tar.gz").path
+    port = free_port()
+    command = [sys.executable, "-c", "from llmship.cli import main; main()", "serve",
+               str(artifact), "--emulate", "hf-pytorch", "--port", str(port)]
+    process = subprocess.Popen(command, env={**os.environ, "LLMSHIP_HF_PYTORCH_PYTHON": hf4_python},
+                               start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the emulation did not start"
+            try:
+                if httpx.get(f"{url}/ping").json() == {"status": "Healthy"}:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        body = json.dumps({"inputs": DIALOGUES[0], "parameters": {"max_new_tokens": MAX_NEW}})
+        emulated = httpx.post(f"{url}/invocations", content=body, timeout=60,
+                              headers={"Content-Type": "application/json"})
+        refused = httpx.post(f"{url}/invocations", content=b"a,b", timeout=60,
+                             headers={"Content-Type": "text/csv"})
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    assert emulated.status_code == 200
+    assert emulated.headers["content-type"] == "application/json"
+    assert refused.status_code == 400  # the toolkit's status for every failure (ours: 415)
+    model_dir = resolve_artifact(artifact, tmp_path / "ours")
+    with running(create_app(model_dir, "x", limits_for("realtime"))) as ours:
+        local = httpx.post(f"{ours}/invocations", content=body, timeout=60,
+                           headers={"Content-Type": "application/json"})
+    assert json.loads(emulated.text) == local.json()
+    assert local.json() == [{"generated_text": llmship_outputs(llama3_run)[0]}]

@@ -23,16 +23,20 @@ def default_port() -> int:
     return int(value)
 
 
-def resolve_artifact(source: str | Path, workdir: Path) -> Path:
+def resolve_artifact(
+    source: str | Path, workdir: Path, transformers_version: str = LOCAL_TRANSFORMERS
+) -> Path:
     """An artifact directory for `source`: a model.tar.gz (extracted safely), an artifact
-    directory, or a run / model directory (packaged on the fly)."""
+    directory, or a run / model directory (packaged on the fly for `transformers_version`)."""
     source = Path(source)
     if source.is_file():
         return safe_extract(source, workdir / "artifact")
     if (source / "code" / "inference.py").is_file():
         return source
     if source.is_dir():
-        return build_artifact(source, workdir / "artifact", "uncompressed", LOCAL_TRANSFORMERS).path
+        return build_artifact(
+            source, workdir / "artifact", "uncompressed", transformers_version
+        ).path
     raise PackageError(f"{source} not found; give a model.tar.gz, an artifact directory or a run")
 
 
