@@ -33,15 +33,29 @@ def llmship(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
 def test_demo_runs_end_to_end(tmp_path):
     done = llmship("demo", "--dir", "work", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    for stage in ("1/5 model", "2/5 data", "3/5 train", "4/5 eval", "5/5 generate"):
+    for stage in (
+        "1/7 model",
+        "2/7 data",
+        "3/7 train",
+        "4/7 eval",
+        "5/7 generate",
+        "6/7 package",
+        "7/7 serve",
+    ):
         assert stage in done.stdout
     [run] = (tmp_path / "work" / "runs").iterdir()
     report = json.loads((run / "eval" / "report.json").read_text())
     assert report["rougeL"] > 0.5  # it learned the task; an untrained model scores near 0
     assert (run / "plots" / "loss.png").is_file()
     assert (run / "model" / "model.safetensors").is_file()
-    summary = done.stdout.split("->", 1)[1].strip()
-    assert "on the way home" in summary or "will" in summary
+    summary = done.stdout.split("->", 1)[1].split("6/7")[0].strip()
+    assert "will" in summary
+    assert (run / "artifact" / "model.tar.gz").is_file()
+    # boto3 got the same summary back from the served artifact, and a real stream.
+    assert f'[{{"generated_text": "{summary}"}}]' in " ".join(done.stdout.split())
+    assert "validate: 0 errors" in done.stdout
+    streamed = int(done.stdout.split("streamed ")[1].split()[0])
+    assert streamed >= 2
 
 
 def project(tmp_path: Path, tiny_llama: Path, samsum_file: Path) -> Path:

@@ -192,19 +192,33 @@ def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_
     import time
 
     import httpx
-    from serving import free_port, running
 
     from llmship.serve.app import create_app
+    from llmship.serve.background import free_port, running
     from llmship.serve.limits import limits_for
     from llmship.serve.server import resolve_artifact
 
     artifact = build_artifact(llama3_run.root, tmp_path / "model.tar.gz").path
     port = free_port()
-    command = [sys.executable, "-c", "from llmship.cli import main; main()", "serve",
-               str(artifact), "--emulate", "hf-pytorch", "--port", str(port)]
-    process = subprocess.Popen(command, env={**os.environ, "LLMSHIP_HF_PYTORCH_PYTHON": hf4_python},
-                               start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-c",
+        "from llmship.cli import main; main()",
+        "serve",
+        str(artifact),
+        "--emulate",
+        "hf-pytorch",
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "LLMSHIP_HF_PYTORCH_PYTHON": hf4_python},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -218,10 +232,15 @@ def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_
                 pass
             time.sleep(0.3)
         body = json.dumps({"inputs": DIALOGUES[0], "parameters": {"max_new_tokens": MAX_NEW}})
-        emulated = httpx.post(f"{url}/invocations", content=body, timeout=60,
-                              headers={"Content-Type": "application/json"})
-        refused = httpx.post(f"{url}/invocations", content=b"a,b", timeout=60,
-                             headers={"Content-Type": "text/csv"})
+        emulated = httpx.post(
+            f"{url}/invocations",
+            content=body,
+            timeout=60,
+            headers={"Content-Type": "application/json"},
+        )
+        refused = httpx.post(
+            f"{url}/invocations", content=b"a,b", timeout=60, headers={"Content-Type": "text/csv"}
+        )
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -231,7 +250,11 @@ def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_
     assert refused.status_code == 400  # the toolkit's status for every failure (ours: 415)
     model_dir = resolve_artifact(artifact, tmp_path / "ours")
     with running(create_app(model_dir, "x", limits_for("realtime"))) as ours:
-        local = httpx.post(f"{ours}/invocations", content=body, timeout=60,
-                           headers={"Content-Type": "application/json"})
+        local = httpx.post(
+            f"{ours}/invocations",
+            content=body,
+            timeout=60,
+            headers={"Content-Type": "application/json"},
+        )
     assert json.loads(emulated.text) == local.json()
     assert local.json() == [{"generated_text": llmship_outputs(llama3_run)[0]}]

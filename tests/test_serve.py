@@ -21,9 +21,9 @@ from llmship.errors import PackageError
 from llmship.models.generation import generate, load_finetuned
 from llmship.package.build import build_artifact
 from llmship.serve.app import create_app
+from llmship.serve.background import running
 from llmship.serve.limits import EndpointLimits, limits_for
 from llmship.train.run import train
-from serving import running
 
 DIALOGUES = [r["dialogue"] for r in samsum_rows()[300:304]]
 

@@ -28,13 +28,22 @@ def main(model_dir, requests_path):
     results = []
     for request in requests:
         status, content_type, body = handle_request(
-            service, model_dir, request["body"].encode("utf-8"), request["content_type"],
-            request["accept"])
-        results.append({"status": status, "content_type": content_type,
-                        "body": body.decode("utf-8")})
+            service,
+            model_dir,
+            request["body"].encode("utf-8"),
+            request["content_type"],
+            request["accept"],
+        )
+        results.append(
+            {"status": status, "content_type": content_type, "body": body.decode("utf-8")}
+        )
     config = service.model["model"].config.to_dict() if service.model else None
-    print(json.dumps({"transformers": transformers.__version__, "config": config,
-                      "results": results}, default=str))
+    print(
+        json.dumps(
+            {"transformers": transformers.__version__, "config": config, "results": results},
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -81,6 +81,36 @@ def _report(findings) -> None:
         raise typer.Exit(1)
 
 
+def publish(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    hub: Annotated[str, typer.Option(help="Hub repo id, e.g. my-org/samsum-llama.")],
+    adapter_only: Annotated[bool, typer.Option(help="Publish the LoRA adapter only.")] = False,
+    license_id: Annotated[
+        str,
+        typer.Option(
+            "--license", help="Licence id for the card (the base model's terms still apply)."
+        ),
+    ] = "other",
+    public: Annotated[
+        bool, typer.Option(help="Create the repo public (default: private).")
+    ] = False,
+) -> None:
+    """Push the merged model (or the adapter) to the Hugging Face Hub with a model card.
+    The token comes from HF_TOKEN or `huggingface-cli login`.
+
+    Example: llmship publish runs/20260101-120000 --hub my-org/samsum-llama --adapter-only
+    """
+    from llmship.publish.hub import publish as push
+    from llmship.runs import RunDir
+
+    published = push(RunDir(run), hub, adapter_only, license_id, private=not public)
+    console.print(
+        f"published {len(published.files)} files to {published.repo_id}: "
+        f"{', '.join(published.files)}\n{published.url}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("package")(package)
     app.command("validate")(validate)
+    app.command("publish")(publish)

@@ -48,14 +48,24 @@ def _create(env: Path, python: Path) -> None:
     steps = [
         [sys.executable, "-m", "venv", str(env)],
         [str(python), "-m", "pip", "install", "-q", torch_spec],
-        [str(python), "-m", "pip", "install", "-q", f"transformers=={DEFAULT_TRANSFORMERS}",
-         f"sagemaker-huggingface-inference-toolkit=={TOOLKIT}", f"multi-model-server=={MMS}"],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            f"transformers=={DEFAULT_TRANSFORMERS}",
+            f"sagemaker-huggingface-inference-toolkit=={TOOLKIT}",
+            f"multi-model-server=={MMS}",
+        ],
     ]
     for step in steps:
         if subprocess.run(step).returncode != 0:
-            raise PackageError(f"could not create the emulation environment ({' '.join(step)} "
-                               "failed); set LLMSHIP_HF_PYTORCH_PYTHON to an interpreter with "
-                               f"transformers=={DEFAULT_TRANSFORMERS} and the toolkit {TOOLKIT}")
+            raise PackageError(
+                f"could not create the emulation environment ({' '.join(step)} "
+                "failed); set LLMSHIP_HF_PYTORCH_PYTHON to an interpreter with "
+                f"transformers=={DEFAULT_TRANSFORMERS} and the toolkit {TOOLKIT}"
+            )
     (env / ".installed").write_text("ok\n")
 
 
@@ -64,8 +74,9 @@ def emulator_command(model_dir: Path, port: int, host: str = "127.0.0.1") -> lis
     return [str(emulation_python()), str(script), str(model_dir), str(port), host]
 
 
-def serve_emulated(source: str | Path, mode: str, host: str = "127.0.0.1",
-                   port: int | None = None) -> None:
+def serve_emulated(
+    source: str | Path, mode: str, host: str = "127.0.0.1", port: int | None = None
+) -> None:
     """Run the emulation in the foreground until interrupted."""
     if mode not in MODES:
         raise PackageError(f"--emulate {mode!r}: choose one of {', '.join(MODES)}")

@@ -32,14 +32,16 @@ def handle_request(service, model_dir, body, content_type, accept):
     try:
         [response] = service.handle([{"body": body}], context)
     except PredictionException as exc:
-        error = {"code": exc.error_code, "type": "InternalServerException",
-                 "message": exc.message}
+        error = {"code": exc.error_code, "type": "InternalServerException", "message": exc.message}
         return exc.error_code, "application/json", (json.dumps(error, indent=2) + "\n").encode()
     except MemoryError:
         return 507, "application/json", b'{"code": 507, "message": "Out of resources"}\n'
     except Exception as exc:  # multi-model-server answers any other failure with 503
-        error = {"code": 503, "type": "ServiceUnavailableException",
-                 "message": f"Prediction failed: {exc}"}
+        error = {
+            "code": 503,
+            "type": "ServiceUnavailableException",
+            "message": f"Prediction failed: {exc}",
+        }
         return 503, "application/json", (json.dumps(error) + "\n").encode()
     if isinstance(response, str):
         response = response.encode("utf-8")
@@ -77,8 +79,12 @@ def main(model_dir, port, host="127.0.0.1"):
                 return self._send(404, "application/json", b'{"code": 404}')
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             code, content_type, payload = handle_request(
-                service, model_dir, body, self.headers.get("Content-Type", ""),
-                self.headers.get("Accept"))
+                service,
+                model_dir,
+                body,
+                self.headers.get("Content-Type", ""),
+                self.headers.get("Accept"),
+            )
             return self._send(code, content_type, payload)
 
         def log_message(self, fmt, *args):

@@ -1,0 +1,1 @@
+"""Publishing a trained model or adapter to the Hugging Face Hub."""
