@@ -31,6 +31,13 @@ _EXPORTS = {
     "load_finetuned": "llmship.models.generation",
     "generate": "llmship.models.generation",
     "run_demo": "llmship.demo",
+    "PackageError": "llmship.errors",
+    "build_artifact": "llmship.package.build",
+    "validate_artifact": "llmship.package.validate",
+    "safe_extract": "llmship.package.extract",
+    "create_app": "llmship.serve.app",
+    "serve": "llmship.serve.server",
+    "publish": "llmship.publish.hub",
 }
 
 __all__ = [
@@ -41,9 +48,12 @@ __all__ = [
     "LlmshipError",
     "LoadedConfig",
     "ModelError",
+    "PackageError",
     "TrainError",
     "TrainingEnvironment",
     "__version__",
+    "build_artifact",
+    "create_app",
     "create_tiny_model",
     "evaluate",
     "generate",
@@ -51,9 +61,13 @@ __all__ = [
     "load_finetuned",
     "load_splits",
     "prepare_data",
+    "publish",
     "run_demo",
+    "safe_extract",
+    "serve",
     "train",
     "train_in_environment",
+    "validate_artifact",
 ]
 
 if TYPE_CHECKING:
@@ -67,10 +81,17 @@ if TYPE_CHECKING:
         EvalError,
         LlmshipError,
         ModelError,
+        PackageError,
         TrainError,
     )
     from llmship.models.generation import generate, load_finetuned
     from llmship.models.tiny import create_tiny_model
+    from llmship.package.build import build_artifact
+    from llmship.package.extract import safe_extract
+    from llmship.package.validate import validate_artifact
+    from llmship.publish.hub import publish
+    from llmship.serve.app import create_app
+    from llmship.serve.server import serve
     from llmship.train.environment import TrainingEnvironment
     from llmship.train.evaluation import evaluate
     from llmship.train.run import train, train_in_environment

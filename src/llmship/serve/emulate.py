@@ -7,6 +7,7 @@ LLMSHIP_HF_PYTORCH_PYTHON), with the real toolkit's handler service answering.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -83,7 +84,5 @@ def serve_emulated(
     with tempfile.TemporaryDirectory(prefix="llmship-emulate-") as workdir:
         model_dir = resolve_artifact(source, Path(workdir), DEFAULT_TRANSFORMERS)
         command = emulator_command(model_dir, port or default_port(), host)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             subprocess.run(command, check=False)
-        except KeyboardInterrupt:
-            pass
