@@ -136,3 +136,28 @@ def test_init_and_create_tiny_and_sample(tmp_path):
     result = runner.invoke(app, ["data", "sample", "samsum", str(tmp_path / "s.jsonl")])
     assert result.exit_code == 0
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 800
+
+
+def test_package_and_validate_commands_follow_the_config(
+    tmp_path, tiny_llama, samsum_file, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    project(tmp_path, tiny_llama, samsum_file)
+    with (tmp_path / "llmship.yaml").open("a") as handle:
+        handle.write("package:\n  format: uncompressed\n  transformers_version: 5.5.3\n")
+    assert runner.invoke(app, ["train", "--set", "train.max_steps=1"]).exit_code == 0
+    [run] = (tmp_path / "runs").iterdir()
+    result = runner.invoke(app, ["package", str(run)])
+    assert result.exit_code == 0, result.output
+    artifact = run / "artifact" / "model"
+    assert (artifact / "code" / "inference.py").is_file()
+    # Written for transformers 5.5.3 as configured: the files are left as transformers 5 saves
+    # them, which a 4.51.3 container would refuse.
+    assert json.loads((artifact / "tokenizer_config.json").read_text())["tokenizer_class"] == (
+        "TokenizersBackend"
+    )
+    assert runner.invoke(app, ["validate", str(artifact)]).exit_code == 0
+    refused = runner.invoke(app, ["validate", str(artifact), "--transformers-version", "4.51.3"])
+    assert refused.exit_code == 1 and "TokenizersBackend" in refused.output
+    small = runner.invoke(app, ["validate", str(artifact), "--instance-memory-gib", "0.0001"])
+    assert small.exit_code == 1 and "do not fit" in small.output

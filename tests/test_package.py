@@ -271,3 +271,27 @@ def test_extract_refuses_a_non_empty_destination(tmp_path):
     with pytest.raises(PackageError, match="not empty"):
         safe_extract(path, tmp_path / "out")
     assert (safe_extract(path, tmp_path / "fresh") / "config.json").read_bytes() == b"{}"
+
+
+def test_sharded_weights_keep_a_consistent_index(tmp_path, tiny_llama):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    sharded = tmp_path / "sharded"
+    model.save_pretrained(sharded, max_shard_size="200KB")
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (sharded / name).write_bytes((tiny_llama / name).read_bytes())
+    shards = sorted(p.name for p in sharded.glob("*.safetensors"))
+    assert len(shards) > 1
+    artifact = build_artifact(sharded, tmp_path / "art", "uncompressed").path
+    index = json.loads((artifact / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == shards
+    assert not [f for f in validate_artifact(artifact) if f.severity == "error"]
+    reloaded = AutoModelForCausalLM.from_pretrained(artifact)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
+    (artifact / shards[0]).unlink()
+    assert any(
+        f"lists shard {shards[0]}, which is absent" in str(f) for f in validate_artifact(artifact)
+    )

@@ -8,26 +8,46 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llmship.cli._common import console, err_console
+from llmship.cli._common import ConfigOption, SetOption, console, err_console, load
 from llmship.package.containers import DEFAULT_TRANSFORMERS, TRANSFORMERS_VERSIONS
 
 VersionOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--transformers-version",
-        help=f"Target container's transformers: {', '.join(TRANSFORMERS_VERSIONS)}.",
+        show_default=False,
+        help=f"Target container's transformers: {', '.join(TRANSFORMERS_VERSIONS)} "
+        f"(default: package.transformers_version, else {DEFAULT_TRANSFORMERS}).",
     ),
 ]
 
 
+def _package_settings(config: Path | None, overrides: list[str] | None):
+    """The package section of llmship.yaml when there is one, else the defaults."""
+    from llmship.config.schema import PackageConfig
+
+    if config is None and not Path("llmship.yaml").is_file():
+        return PackageConfig()
+    return load(config, overrides).config.package
+
+
 def package(
     source: Annotated[Path, typer.Argument(help="A run directory or a model directory.")],
-    fmt: Annotated[str, typer.Option("--format", help="tar.gz or uncompressed.")] = "tar.gz",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            show_default=False,
+            help="tar.gz or uncompressed (default: package.format, else tar.gz).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Where to write (default: beside the model).", show_default=False),
     ] = None,
-    transformers_version: VersionOption = DEFAULT_TRANSFORMERS,
+    transformers_version: VersionOption = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Build a SageMaker model artifact (model files at the root, code/inference.py), then
     validate it.
@@ -38,6 +58,9 @@ def package(
     from llmship.package.build import build_artifact, model_dir_of
     from llmship.package.validate import validate_artifact
 
+    settings = _package_settings(config, set_)
+    fmt = fmt or settings.format
+    transformers_version = transformers_version or settings.transformers_version
     if fmt not in ("tar.gz", "uncompressed"):
         raise PackageError(f"--format {fmt!r}: choose tar.gz or uncompressed")
     if out is None:
@@ -55,7 +78,16 @@ def package(
 
 def validate(
     artifact: Annotated[Path, typer.Argument(help="model.tar.gz or an artifact directory.")],
-    transformers_version: VersionOption = DEFAULT_TRANSFORMERS,
+    transformers_version: VersionOption = None,
+    instance_memory_gib: Annotated[
+        float | None,
+        typer.Option(
+            help="Memory of the instance (GPU memory for GPU instances) the weights must fit in.",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Check an artifact's layout, handler code, requirements, tokenizer and weights without
     running any of it; exit 1 on errors.
@@ -64,7 +96,9 @@ def validate(
     """
     from llmship.package.validate import validate_artifact
 
-    _report(validate_artifact(artifact, transformers_version))
+    version = transformers_version or _package_settings(config, set_).transformers_version
+    memory = int(instance_memory_gib * 1024**3) if instance_memory_gib else None
+    _report(validate_artifact(artifact, version, memory))
 
 
 def _report(findings) -> None:
