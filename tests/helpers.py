@@ -33,3 +33,30 @@ def make_config(base_dir: Path, **sections) -> LoadedConfig:
                 merged[key] = value
         tree[name] = merged
     return load_config_dict(tree, base_dir=base_dir, env={})
+
+
+def memo_config(root: Path, base: Path, rows: int = 16, **sections) -> LoadedConfig:
+    """A config training `base` on the first `rows` sample dialogues, all in train."""
+    import json
+
+    from llmship.data.samples import samsum_rows
+
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "memo.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in samsum_rows()[:rows]))
+    sections["model"] = {"name_or_path": str(base), **sections.get("model", {})}
+    sections["data"] = {
+        "source": str(data),
+        "validation_fraction": 0.0,
+        "test_fraction": 0.0,
+        **sections.get("data", {}),
+    }
+    return make_config(root, **sections)
+
+
+def train_on_memo(root: Path, base: Path, rows: int = 16, **sections):
+    """The run directory of a training run on memo_config."""
+    from llmship.train.run import train
+
+    run, _ = train(memo_config(root, base, rows, **sections))
+    return run

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SMALL, make_config
+from helpers import SMALL, train_on_memo
 from llmship.config.schema import GenerationConfig
 from llmship.data.samples import samsum_rows
 from llmship.models.generation import generate, load_finetuned
 from llmship.models.tiny import create_tiny_model
 from llmship.package.build import build_artifact
-from llmship.train.run import train
 
 HERE = Path(__file__).parent
 LLAMA3_ROPE = {
@@ -56,21 +55,13 @@ def llama3_run(tmp_path_factory):
         "llama",
         SMALL.__class__(**{**SMALL.__dict__, "rope_parameters": LLAMA3_ROPE}),
     )
-    data = root / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in samsum_rows()[:16]))
-    loaded = make_config(
+    run = train_on_memo(
         root,
-        model={"name_or_path": str(base)},
-        data={
-            "source": str(data),
-            "validation_fraction": 0.0,
-            "test_fraction": 0.0,
-            "system_prompt": "Be brief.",
-        },
+        base,
+        data={"system_prompt": "Be brief."},
         train={"max_steps": 2},
         eval={"generation": {"max_new_tokens": MAX_NEW}},
     )
-    run, _ = train(loaded)
     return run
 
 

@@ -6,14 +6,13 @@ import json
 
 import pytest
 
-from helpers import make_config
+from helpers import train_on_memo
 from llmship.config.schema import EvalConfig
 from llmship.data.loading import Row
 from llmship.data.prepare import write_channel
 from llmship.data.samples import samsum_rows
 from llmship.errors import EvalError
 from llmship.train.evaluation import evaluate, rouge_scores
-from llmship.train.run import train
 
 MEMO = samsum_rows()[:16]
 
@@ -27,16 +26,7 @@ def test_rouge_scores_known_values():
 
 
 def _run(tmp_path, tiny_llama, steps):
-    data = tmp_path / "memo.jsonl"
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    data.write_text("".join(json.dumps(r) + "\n" for r in MEMO))
-    loaded = make_config(
-        tmp_path,
-        model={"name_or_path": str(tiny_llama)},
-        data={"source": str(data), "validation_fraction": 0.0, "test_fraction": 0.0},
-        train={"max_steps": steps, "learning_rate": 1e-2},
-    )
-    run, _ = train(loaded)
+    run = train_on_memo(tmp_path, tiny_llama, train={"max_steps": steps, "learning_rate": 1e-2})
     # Score on the memorized rows: a trained model must do well, an untrained one must not.
     write_channel([Row(str(i), r) for i, r in enumerate(MEMO)], run.channel("test"), "test")
     return run

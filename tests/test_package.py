@@ -11,29 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_config
-from llmship.data.samples import samsum_rows
+from helpers import train_on_memo
 from llmship.errors import PackageError
 from llmship.package import targz
 from llmship.package.build import build_artifact
 from llmship.package.extract import safe_extract
 from llmship.package.validate import validate_artifact
-from llmship.train.run import train
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_llama):
-    root = tmp_path_factory.mktemp("run")
-    data = root / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in samsum_rows()[:16]))
-    loaded = make_config(
-        root,
-        model={"name_or_path": str(tiny_llama)},
-        data={"source": str(data), "validation_fraction": 0.0, "test_fraction": 0.0},
-        train={"max_steps": 2},
-    )
-    run, _ = train(loaded)
-    return run
+    return train_on_memo(tmp_path_factory.mktemp("run"), tiny_llama, train={"max_steps": 2})
 
 
 def files_of(directory: Path) -> dict[str, bytes]:

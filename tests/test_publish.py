@@ -10,27 +10,23 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
-from helpers import make_config
+from helpers import train_on_memo
 from llmship.config.schema import EvalConfig
-from llmship.data.samples import samsum_rows
 from llmship.errors import PackageError
 from llmship.publish.hub import publish
 from llmship.train.evaluation import evaluate
-from llmship.train.run import train
 
 
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory, tiny_llama):
-    root = tmp_path_factory.mktemp("publish")
-    data = root / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in samsum_rows()[:20]))
-    loaded = make_config(
-        root,
-        model={"name_or_path": str(tiny_llama), "hf_token": "${HF_TOKEN:-}"},
-        data={"source": str(data)},
+    run = train_on_memo(
+        tmp_path_factory.mktemp("publish"),
+        tiny_llama,
+        rows=20,
+        model={"hf_token": "${HF_TOKEN:-}"},
+        data={"validation_fraction": 0.1, "test_fraction": 0.1},
         train={"max_steps": 2},
     )
-    run, _ = train(loaded)
     evaluate(run, EvalConfig(max_samples=2, generation={"max_new_tokens": 4}))
     return run
 

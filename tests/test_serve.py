@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 
-from helpers import make_config
+from helpers import train_on_memo
 from llmship.config.schema import GenerationConfig
 from llmship.data.samples import samsum_rows
 from llmship.errors import PackageError
@@ -23,7 +23,6 @@ from llmship.package.build import build_artifact
 from llmship.serve.app import create_app
 from llmship.serve.background import running
 from llmship.serve.limits import EndpointLimits, limits_for
-from llmship.train.run import train
 
 DIALOGUES = [r["dialogue"] for r in samsum_rows()[300:304]]
 
@@ -31,16 +30,12 @@ DIALOGUES = [r["dialogue"] for r in samsum_rows()[300:304]]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_llama):
     root = tmp_path_factory.mktemp("serve")
-    data = root / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in samsum_rows()[:16]))
-    loaded = make_config(
+    run = train_on_memo(
         root,
-        model={"name_or_path": str(tiny_llama)},
-        data={"source": str(data), "validation_fraction": 0.0, "test_fraction": 0.0},
+        tiny_llama,
         train={"max_steps": 20, "learning_rate": 1e-2},
         eval={"generation": {"max_new_tokens": 12}},
     )
-    run, _ = train(loaded)
     artifact = build_artifact(run.root, root / "model.tar.gz")
     return run, artifact.path
 

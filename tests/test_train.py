@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from helpers import make_config
+from helpers import memo_config
 from llmship.data.formatting import PromptFormat
 from llmship.data.loading import Row
 from llmship.data.samples import samsum_rows
@@ -29,21 +28,6 @@ from llmship.train.run import train
 
 # A small set the tiny model can memorize in a few dozen steps.
 MEMO = samsum_rows()[:16]
-
-
-def memo_config(tmp_path: Path, base: Path, **sections):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    data = tmp_path / "memo.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in MEMO))
-    sections.setdefault("data", {})
-    sections["data"] = {
-        "source": str(data),
-        "validation_fraction": 0.0,
-        "test_fraction": 0.0,
-        **sections["data"],
-    }
-    sections["model"] = {"name_or_path": str(base), **sections.get("model", {})}
-    return make_config(tmp_path, **sections)
 
 
 def losses(run) -> list[float]:
