@@ -8,6 +8,8 @@ Container contract (what SageMaker calls inside the container):
 Runtime API (what boto3's sagemaker-runtime client calls, with endpoint_url):
     POST /endpoints/{name}/invocations
     POST /endpoints/{name}/invocations-response-stream   (AWS event stream)
+OpenAI routes (llmship's own artifacts, on the engine): /v1/models, /v1/completions,
+/v1/chat/completions.
 Errors on the Runtime paths have AWS's shape (x-amzn-ErrorType and a JSON body), so
 boto3 raises ModelError, ValidationError and ModelNotReadyException as against AWS;
 a failure after streaming began arrives inside the stream as ModelStreamError.
@@ -19,7 +21,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from llmship.serve.backends import EngineBackend, ThreadedHandler, load_backend
 from llmship.serve.eventstream import model_stream_error, payload_part
-from llmship.serve.handler import Handler, HandlerError, status_of
+from llmship.serve.handler import HandlerError, status_of
 from llmship.serve.limits import EndpointLimits
+from llmship.serve.openai_api import add_openai_routes
 
 log = logging.getLogger("llmship.serve")
 EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -42,40 +45,41 @@ class ModelState:
 
     status: str = "loading"
     reason: str = ""
-    handler: Handler | None = None
+    backend: ThreadedHandler | EngineBackend | None = None
 
 
 class _TooLarge(Exception):
     pass
 
 
-def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> FastAPI:
+def create_app(
+    model_dir: Path, endpoint_name: str, limits: EndpointLimits, max_batch: int = 16
+) -> FastAPI:
     """The app for one artifact directory; the model loads in the background."""
     state = ModelState()
-    # One request at a time through the model, as a container worker does.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmship-model")
 
     def load() -> None:
         try:
-            handler = Handler(model_dir)
-            handler.load()
+            backend = load_backend(model_dir, max_batch=max_batch)
         except Exception as exc:  # reported by /ping and the log, never silently
             state.status, state.reason = "failed", f"{type(exc).__name__}: {exc}"
             log.error("model failed to load from %s: %s", model_dir, state.reason)
             return
-        state.handler, state.status = handler, "ready"
-        log.info("model loaded from %s", model_dir)
+        state.backend, state.status = backend, "ready"
+        log.info("model loaded from %s (%s)", model_dir, type(backend).__name__)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         threading.Thread(target=load, name="llmship-load", daemon=True).start()
         yield
-        executor.shutdown(wait=False, cancel_futures=True)
+        if state.backend is not None:
+            state.backend.close()
 
     app = FastAPI(
         title="llmship serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.model = state
+    add_openai_routes(app, lambda: state.backend, endpoint_name)
 
     @app.get("/ping")
     async def ping() -> Response:
@@ -86,10 +90,9 @@ def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> F
             body["reason"] = state.reason
         return JSONResponse(body, status_code=503)
 
-    async def run(fn, *args):
-        loop = asyncio.get_running_loop()
+    async def run(body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         return await asyncio.wait_for(
-            loop.run_in_executor(executor, fn, *args), timeout=limits.timeout_s
+            state.backend.invoke(body, content_type, accept), timeout=limits.timeout_s
         )
 
     async def read_body(request: Request) -> bytes:
@@ -115,10 +118,10 @@ def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> F
                 f"the payload is over {limits.max_payload_bytes} bytes "
                 f"({limits.kind} endpoints accept at most that)",
             )
-        if state.handler is None:
+        if state.backend is None:
             return _container_error(503, f"the model is not ready ({state.status}) {state.reason}")
         try:
-            data, response_type = await run(state.handler.invoke, body, content_type, accept)
+            data, response_type = await run(body, content_type, accept)
         except asyncio.TimeoutError:
             return _container_error(408, f"the invocation took over {limits.timeout_s} s")
         except Exception as exc:
@@ -134,7 +137,7 @@ def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> F
             return refused
         body = request.state.body
         try:
-            data, response_type = await run(state.handler.invoke, body, content_type, accept)
+            data, response_type = await run(body, content_type, accept)
         except asyncio.TimeoutError:
             return _model_error(
                 0,
@@ -154,22 +157,19 @@ def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> F
         refused = await _runtime_checks(name, request)
         if refused is not None:
             return refused
-        handler = state.handler
-        if not handler.can_stream():
+        backend = state.backend
+        if not backend.can_stream():
             return _aws_error(
                 400,
                 "ValidationError",
                 f"Endpoint {name} does not support "
                 "response streaming: its handler has no stream_fn",
             )
-        body = request.state.body
-        chunks = handler.stream(body, content_type)
-        loop = asyncio.get_running_loop()
+        chunks = backend.stream(request.state.body, content_type)
         try:  # the first chunk decides between an error response and a stream
-            first = await asyncio.wait_for(
-                loop.run_in_executor(executor, next, chunks, None), timeout=limits.timeout_s
-            )
+            first = await asyncio.wait_for(anext(chunks, None), timeout=limits.timeout_s)
         except asyncio.TimeoutError:
+            await chunks.aclose()
             return _model_error(
                 0, "Your invocation timed out while waiting for a response from container primary."
             )
@@ -178,19 +178,17 @@ def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> F
             return _model_error(response.status_code, response.body.decode())
 
         async def events() -> AsyncIterator[bytes]:
-            if first is None:
-                return
-            yield payload_part(first)
-            while True:
-                try:
-                    chunk = await loop.run_in_executor(executor, next, chunks, None)
-                except Exception as exc:
-                    log.error("stream failed: %s", exc)
-                    yield model_stream_error(f"{type(exc).__name__}: {exc}")
+            try:
+                if first is None:
                     return
-                if chunk is None:
-                    return
-                yield payload_part(chunk)
+                yield payload_part(first)
+                async for chunk in chunks:
+                    yield payload_part(chunk)
+            except Exception as exc:
+                log.error("stream failed: %s", exc)
+                yield model_stream_error(f"{type(exc).__name__}: {exc}")
+            finally:  # a client that went away frees its slot here
+                await chunks.aclose()
 
         return StreamingResponse(
             events(),
@@ -216,7 +214,7 @@ def create_app(model_dir: Path, endpoint_name: str, limits: EndpointLimits) -> F
                 f"'body' failed to satisfy constraint: Member must have length "
                 f"less than or equal to {limits.max_payload_bytes}",
             )
-        if state.handler is None:
+        if state.backend is None:
             return _aws_error(
                 429,
                 "ModelNotReadyException",

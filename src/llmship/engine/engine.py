@@ -1,0 +1,288 @@
+"""Continuous batching: requests join and leave the running batch at every decode step.
+
+One background thread owns the model. Each iteration it admits waiting requests into
+free KV-cache slots (a bounded number of prefills per iteration, so running requests
+are never stalled for long), then runs one decode step for every running request
+together. Tokens stream out as text deltas; a request ends at EOS, max_new_tokens, a
+stop sequence, the cache length, or when its caller cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmship.engine.kv import KVShape, SlotCache
+from llmship.engine.sampling import SamplingParams, choose
+
+log = logging.getLogger("llmship.engine")
+_DONE = object()
+
+
+@dataclass
+class Output:
+    """One piece of a request's answer: new text, and at the end why it finished."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+class RequestHandle:
+    """A submitted request: iterate its outputs (sync or async) or cancel it."""
+
+    def __init__(self, request_id: int, prompt_ids: list[int], params: SamplingParams):
+        self.id, self.prompt_ids, self.params = request_id, prompt_ids, params
+        self.cancelled = threading.Event()
+        self._queue: queue.Queue = queue.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_queue: asyncio.Queue | None = None
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._async_queue = asyncio.Queue()
+        except RuntimeError:
+            pass
+
+    def cancel(self) -> None:
+        """Stop generating; the slot is freed at the next step."""
+        self.cancelled.set()
+
+    def push(self, item: Any) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._async_queue.put_nowait, item)
+        else:
+            self._queue.put(item)
+
+    def __iter__(self):
+        while (item := self._queue.get()) is not _DONE:
+            yield item
+
+    async def stream(self):
+        while (item := await self._async_queue.get()) is not _DONE:
+            yield item
+
+    def result(self) -> Output:
+        """The whole answer (blocking)."""
+        return _join(list(self))
+
+    async def aresult(self) -> Output:
+        return _join([item async for item in self.stream()])
+
+
+def _join(outputs: list[Output]) -> Output:
+    last = outputs[-1]
+    return Output(
+        "".join(o.text for o in outputs),
+        last.finish_reason,
+        last.prompt_tokens,
+        last.completion_tokens,
+        last.error,
+    )
+
+
+@dataclass
+class _Running:
+    handle: RequestHandle
+    slot: int
+    tokens: list[int]
+    generated: list[int] = field(default_factory=list)
+    sent: int = 0  # characters of text already delivered
+    generator: torch.Generator | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+
+class Engine:
+    """Continuous-batching generation over a transformers causal LM."""
+
+    def __init__(
+        self, model, tokenizer, max_batch: int = 16, max_len: int = 2048, prefills_per_step: int = 2
+    ):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.max_batch, self.max_len = max_batch, max_len
+        self.prefills_per_step = prefills_per_step
+        self.cache = SlotCache(
+            KVShape.of(model.config), max_batch, max_len, self.dtype, self.device
+        )
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self._waiting: deque[RequestHandle] = deque()
+        self._running: dict[int, _Running] = {}
+        self._free = list(range(max_batch))
+        self._wake = threading.Condition()
+        self._ids = itertools.count()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="llmship-engine", daemon=True)
+        self._thread.start()
+
+    # ---- public -----------------------------------------------------------------------
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
+        """Queue a request; it starts at the next step with a free slot."""
+        if not prompt_ids:
+            raise ValueError("the prompt is empty")
+        if len(prompt_ids) + params.max_new_tokens > self.max_len:
+            raise ValueError(
+                f"prompt ({len(prompt_ids)} tokens) + max_new_tokens "
+                f"({params.max_new_tokens}) exceeds the engine's {self.max_len}"
+            )
+        handle = RequestHandle(next(self._ids), list(prompt_ids), params)
+        with self._wake:
+            self._waiting.append(handle)
+            self._wake.notify()
+        return handle
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "running": len(self._running),
+            "waiting": len(self._waiting),
+            "free_slots": len(self._free),
+        }
+
+    def close(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
+
+    # ---- the loop ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and not self._waiting and not self._running:
+                    self._wake.wait()
+                if self._stopping:
+                    break
+            try:
+                with torch.inference_mode():
+                    self._step()
+            except Exception as exc:  # fail the requests in flight, keep the engine alive
+                log.exception("engine step failed")
+                for running in list(self._running.values()):
+                    self._finish(running, "error", error=f"{type(exc).__name__}: {exc}")
+        for running in list(self._running.values()):
+            self._finish(running, "abort")
+
+    def _step(self) -> None:
+        for running in [r for r in self._running.values() if r.handle.cancelled.is_set()]:
+            self._finish(running, "cancelled")
+        budget = self.prefills_per_step if self._running else self.max_batch
+        while budget and self._free:
+            with self._wake:
+                handle = self._waiting.popleft() if self._waiting else None
+            if handle is None:
+                break
+            if handle.cancelled.is_set():
+                handle.push(Output("", "cancelled", len(handle.prompt_ids), 0))
+                handle.push(_DONE)
+                continue
+            self._prefill(handle)
+            budget -= 1
+        if self._running:
+            self._decode()
+
+    def _prefill(self, handle: RequestHandle) -> None:
+        slot = self._free.pop()
+        running = _Running(handle, slot, list(handle.prompt_ids))
+        if handle.params.seed is not None:
+            running.generator = torch.Generator(device=self.device).manual_seed(handle.params.seed)
+        ids = torch.tensor([running.tokens], device=self.device)
+        positions = torch.arange(len(running.tokens), device=self.device)[None]
+        mask = self.cache.prepare(torch.tensor([slot], device=self.device), positions)
+        logits = self.model(
+            input_ids=ids,
+            position_ids=positions,
+            attention_mask=mask,
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits
+        self._running[slot] = running
+        self._accept(running, logits[0, -1])
+
+    def _decode(self) -> None:
+        batch = list(self._running.values())
+        rows = torch.tensor([r.slot for r in batch], device=self.device)
+        positions = torch.tensor([[r.length - 1] for r in batch], device=self.device)
+        ids = torch.tensor([[r.tokens[-1]] for r in batch], device=self.device)
+        mask = self.cache.prepare(rows, positions)
+        logits = self.model(
+            input_ids=ids,
+            position_ids=positions,
+            attention_mask=mask,
+            past_key_values=self.cache,
+            use_cache=True,
+        ).logits
+        for index, running in enumerate(batch):
+            self._accept(running, logits[index, -1])
+
+    def _accept(self, running: _Running, logits: torch.Tensor) -> None:
+        params = running.handle.params
+        seen = torch.tensor(running.tokens, device=logits.device)
+        token = choose(logits.float(), params, seen, running.generator)
+        running.tokens.append(token)
+        running.generated.append(token)
+        if token in self.eos_ids and not params.ignore_eos:
+            running.generated.pop()
+            self._deliver(
+                running, self.tokenizer.decode(running.generated, skip_special_tokens=True)
+            )
+            self._finish(running, "stop")
+            return
+        text = self.tokenizer.decode(running.generated, skip_special_tokens=True)
+        cut = _first_stop(text, params.stop)
+        if cut is not None:
+            self._deliver(running, text[:cut])
+            self._finish(running, "stop")
+        elif len(running.generated) >= params.max_new_tokens or running.length >= self.max_len:
+            self._deliver(running, text)
+            self._finish(running, "length")
+        else:
+            self._deliver(running, text[: len(text) - _held_back(text, params.stop)])
+
+    def _deliver(self, running: _Running, visible: str) -> None:
+        if visible.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
+            return
+        if len(visible) > running.sent:
+            running.handle.push(Output(visible[running.sent :]))
+            running.sent = len(visible)
+
+    def _finish(self, running: _Running, reason: str, error: str | None = None) -> None:
+        if self._running.get(running.slot) is running:
+            del self._running[running.slot]
+            self._free.append(running.slot)
+        running.handle.push(
+            Output("", reason, len(running.handle.prompt_ids), len(running.generated), error)
+        )
+        running.handle.push(_DONE)
+
+
+def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    found = [text.find(stop) for stop in stops if stop and stop in text]
+    return min(found) if found else None
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """Characters at the end that could still become a stop sequence."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:size]):
+                longest = max(longest, size)
+                break
+    return longest
