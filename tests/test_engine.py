@@ -1,0 +1,121 @@
+"""The engine: batching never changes greedy outputs; per-request limits, streaming and
+cancellation behave while other requests keep running."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from helpers import train_on_memo
+from llmship.data.samples import samsum_rows
+from llmship.engine.engine import Engine
+from llmship.engine.sampling import SamplingParams
+from llmship.models.generation import load_finetuned
+
+GREEDY = SamplingParams(max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, tiny_llama):
+    run = train_on_memo(
+        tmp_path_factory.mktemp("engine"),
+        tiny_llama,
+        rows=32,
+        train={"max_steps": 40, "learning_rate": 1e-2},
+    )
+    return load_finetuned(run.model, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prompts(model):
+    # Different lengths: the short question rows and the long dialogue rows mix.
+    rows = samsum_rows()[500:510]
+    encoded = [
+        model.prompt_format.encode_prompt({"dialogue": r["dialogue"]}, model.tokenizer)
+        for r in rows
+    ]
+    assert len({len(p) for p in encoded}) >= 3
+    return encoded
+
+
+@pytest.fixture()
+def engine(model):
+    engine = Engine(model.model, model.tokenizer, max_batch=4, max_len=256)
+    yield engine
+    engine.close()
+
+
+def test_batched_outputs_equal_outputs_alone(engine, prompts):
+    alone = [engine.submit(p, GREEDY).result().text for p in prompts]
+    assert len(set(alone)) >= 4  # a model that repeats one token cannot pass
+    handles, peak = [], 0
+    for prompt in prompts:  # staggered: each arrives while earlier ones are decoding
+        handles.append(engine.submit(prompt, GREEDY))
+        time.sleep(0.02)
+        peak = max(peak, engine.stats()["running"])
+    assert [h.result().text for h in handles] == alone
+    assert peak >= 2  # they really shared the batch
+
+
+def test_stop_and_max_new_tokens_apply_per_request(engine, prompts):
+    prompts = sorted(prompts, key=lambda p: -len(engine.submit(p, GREEDY).result().text))
+    alone = [engine.submit(p, GREEDY).result() for p in prompts[:3]]
+    words = alone[0].text.split()
+    stop = words[2]
+    limited = SamplingParams(max_new_tokens=3)
+    handles = [
+        engine.submit(prompts[0], SamplingParams(max_new_tokens=24, stop=(stop,))),
+        engine.submit(prompts[1], limited),
+        engine.submit(prompts[2], GREEDY),
+    ]
+    stopped, short, full = (h.result() for h in handles)
+    assert stopped.text == alone[0].text[: alone[0].text.index(stop)]
+    assert stop not in stopped.text and stopped.finish_reason == "stop"
+    assert short.completion_tokens == 3 and short.finish_reason == "length"
+    assert full.text == alone[2].text  # the others ran on to their own end
+
+
+def test_streaming_yields_the_same_text(engine, prompts):
+    prompt = max(prompts, key=lambda p: len(engine.submit(p, GREEDY).result().text))
+    whole = engine.submit(prompt, GREEDY).result().text
+    pieces = [o.text for o in engine.submit(prompt, GREEDY) if o.text]
+    assert len(pieces) >= 3
+    assert "".join(pieces) == whole
+
+
+def test_cancelling_frees_the_slot(model, prompts):
+    engine = Engine(model.model, model.tokenizer, max_batch=2, max_len=256)
+    try:
+        endless = SamplingParams(max_new_tokens=150, ignore_eos=True)
+        first, second = engine.submit(prompts[0], endless), engine.submit(prompts[1], endless)
+        waiting = engine.submit(prompts[2], GREEDY)
+        next(iter(first))  # first is generating
+        assert engine.stats()["waiting"] == 1
+        first.cancel()
+        done = threading.Event()
+        threading.Thread(target=lambda: (waiting.result(), done.set()), daemon=True).start()
+        assert done.wait(60), "the waiting request never got the freed slot"
+        second.cancel()
+        assert [o.finish_reason for o in first if o.finish_reason] in ([], ["cancelled"])
+        deadline = time.monotonic() + 10
+        while engine.stats() != {"running": 0, "waiting": 0, "free_slots": 2}:
+            assert time.monotonic() < deadline, engine.stats()
+            time.sleep(0.05)
+    finally:
+        engine.close()
+
+
+def test_seeded_sampling_is_reproducible(engine, prompts):
+    def sample(seed):
+        params = SamplingParams(max_new_tokens=16, do_sample=True, temperature=1.5, seed=seed)
+        return engine.submit(prompts[0], params).result().text
+
+    assert sample(7) == sample(7)
+    assert len({sample(seed) for seed in range(5)}) > 1
+
+
+def test_requests_over_the_cache_length_are_refused(engine, prompts):
+    with pytest.raises(ValueError, match="exceeds the engine's 256"):
+        engine.submit(prompts[0], SamplingParams(max_new_tokens=250))
