@@ -10,6 +10,7 @@ stop sequence, the cache length, or when its caller cancels it.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import queue
@@ -96,7 +97,10 @@ class _Running:
     slot: int
     tokens: list[int]
     generated: list[int] = field(default_factory=list)
+    text: str = ""  # the answer decoded so far
     sent: int = 0  # characters of text already delivered
+    prefix_offset: int = 0  # incremental detokenization window (tokens)
+    read_offset: int = 0
     generator: torch.Generator | None = None
 
     @property
@@ -197,8 +201,9 @@ class Engine:
             self._decode()
 
     def _prefill(self, handle: RequestHandle) -> None:
-        slot = self._free.pop()
+        slot = heapq.heappop(self._free)  # the lowest free slot keeps running rows in one run
         running = _Running(handle, slot, list(handle.prompt_ids))
+        running.prefix_offset = running.read_offset = len(running.tokens)
         if handle.params.seed is not None:
             running.generator = torch.Generator(device=self.device).manual_seed(handle.params.seed)
         ids = torch.tensor([running.tokens], device=self.device)
@@ -211,12 +216,12 @@ class Engine:
             past_key_values=self.cache,
             use_cache=True,
             logits_to_keep=1,
-        ).logits
+        ).logits[:, -1]
         self._running[slot] = running
-        self._accept(running, logits[0, -1])
+        self._accept(running, self._choose([running], logits)[0])
 
     def _decode(self) -> None:
-        batch = list(self._running.values())
+        batch = sorted(self._running.values(), key=lambda r: r.slot)
         rows = torch.tensor([r.slot for r in batch], device=self.device)
         positions = torch.tensor([[r.length - 1] for r in batch], device=self.device)
         ids = torch.tensor([[r.tokens[-1]] for r in batch], device=self.device)
@@ -227,37 +232,57 @@ class Engine:
             attention_mask=mask,
             past_key_values=self.cache,
             use_cache=True,
-        ).logits
-        for index, running in enumerate(batch):
-            self._accept(running, logits[index, -1])
+        ).logits[:, -1]
+        for running, token in zip(batch, self._choose(batch, logits), strict=True):
+            self._accept(running, token)
 
-    def _accept(self, running: _Running, logits: torch.Tensor) -> None:
+    def _choose(self, batch: list[_Running], logits: torch.Tensor) -> list[int]:
+        """Next tokens: one argmax for every plain greedy row, per-row sampling for the rest."""
+        tokens = torch.argmax(logits, dim=-1).tolist()
+        for index, running in enumerate(batch):
+            params = running.handle.params
+            if not params.greedy or params.repetition_penalty != 1.0:
+                seen = torch.tensor(running.tokens, device=logits.device)
+                tokens[index] = choose(logits[index].float(), params, seen, running.generator)
+        return tokens
+
+    def _accept(self, running: _Running, token: int) -> None:
         params = running.handle.params
-        seen = torch.tensor(running.tokens, device=logits.device)
-        token = choose(logits.float(), params, seen, running.generator)
         running.tokens.append(token)
         running.generated.append(token)
         if token in self.eos_ids and not params.ignore_eos:
+            running.tokens.pop()
             running.generated.pop()
-            self._deliver(
-                running, self.tokenizer.decode(running.generated, skip_special_tokens=True)
-            )
+            self._deliver(running, running.text)
             self._finish(running, "stop")
             return
-        text = self.tokenizer.decode(running.generated, skip_special_tokens=True)
-        cut = _first_stop(text, params.stop)
+        running.text += self._new_text(running)
+        cut = _first_stop(running.text, params.stop)
         if cut is not None:
-            self._deliver(running, text[:cut])
+            self._deliver(running, running.text[:cut])
             self._finish(running, "stop")
         elif len(running.generated) >= params.max_new_tokens or running.length >= self.max_len:
-            self._deliver(running, text)
+            self._deliver(running, running.text)
             self._finish(running, "length")
         else:
-            self._deliver(running, text[: len(text) - _held_back(text, params.stop)])
+            self._deliver(
+                running, running.text[: len(running.text) - _held_back(running.text, params.stop)]
+            )
+
+    def _new_text(self, running: _Running) -> str:
+        """Text the newest tokens add, decoding only a short window (not the whole answer);
+        empty while they end inside a multi-byte character."""
+        decode = self.tokenizer.decode
+        before = decode(
+            running.tokens[running.prefix_offset : running.read_offset], skip_special_tokens=True
+        )
+        after = decode(running.tokens[running.prefix_offset :], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            running.prefix_offset, running.read_offset = running.read_offset, len(running.tokens)
+            return after[len(before) :]
+        return ""
 
     def _deliver(self, running: _Running, visible: str) -> None:
-        if visible.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
-            return
         if len(visible) > running.sent:
             running.handle.push(Output(visible[running.sent :]))
             running.sent = len(visible)
@@ -265,7 +290,7 @@ class Engine:
     def _finish(self, running: _Running, reason: str, error: str | None = None) -> None:
         if self._running.get(running.slot) is running:
             del self._running[running.slot]
-            self._free.append(running.slot)
+            heapq.heappush(self._free, running.slot)
         running.handle.push(
             Output("", reason, len(running.handle.prompt_ids), len(running.generated), error)
         )

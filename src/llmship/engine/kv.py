@@ -45,11 +45,19 @@ class SlotCache:
         self.rows = torch.zeros(0, dtype=torch.long, device=device)
         self.positions = torch.zeros((0, 0), dtype=torch.long, device=device)
         self.span = 0
+        self.block: slice | None = None  # rows that are one run of slots: read without copying
 
     def prepare(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Set up the next forward pass; return its 4-D boolean attention mask."""
+        """Set up the next forward pass; return its 4-D boolean attention mask. `rows` in
+        ascending slot order that form one run (the usual case) are read as a view."""
         self.rows, self.positions = rows, positions
         self.span = int(positions.max()) + 1
+        first, count = int(rows[0]), rows.numel()
+        self.block = (
+            slice(first, first + count)
+            if int(rows[-1]) - first == count - 1 and bool((rows.diff() == 1).all())
+            else None
+        )
         columns = torch.arange(self.span, device=positions.device)
         # Row r's query at position p sees columns 0..p of its own slot, nothing else.
         return columns[None, None, None, :] <= positions[:, None, :, None]

@@ -26,8 +26,11 @@ class FineTunedModel:
         return self.prompt_format.kind
 
 
-def load_finetuned(model_dir: str | Path, device: str | None = None) -> FineTunedModel:
-    """A run's model/ directory: merged weights, or an adapter over its base model."""
+def load_finetuned(
+    model_dir: str | Path, device: str | None = None, dtype: Any = None
+) -> FineTunedModel:
+    """A run's model/ directory: merged weights, or an adapter over its base model
+    (in `dtype`, default: as saved)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -48,9 +51,9 @@ def load_finetuned(model_dir: str | Path, device: str | None = None) -> FineTune
                 if prompt_format.kind == "seq2seq"
                 else AutoPeftModelForCausalLM
             )
-            model = peft_auto.from_pretrained(model_dir)
+            model = peft_auto.from_pretrained(model_dir, dtype=dtype or "auto")
         else:
-            model = auto.from_pretrained(model_dir)
+            model = auto.from_pretrained(model_dir, dtype=dtype or "auto")
     except (OSError, ValueError) as exc:
         raise EvalError(f"cannot load the trained model in {model_dir}: {exc}") from exc
     if tokenizer.pad_token is None:

@@ -56,6 +56,8 @@ class TinySpec:
     # Llama only: rope settings, e.g. Llama 3's {"rope_type": "llama3", "rope_theta": 500000.0,
     # "factor": 32.0, ...}; None keeps the transformers default.
     rope_parameters: dict | None = None
+    # Pad the tokenizer to exactly vocab_size (benchmarks want a vocabulary of a set size).
+    fill_vocab: bool = False
     seed: int = 0
 
 
@@ -82,6 +84,14 @@ def create_tiny_model(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _fill_vocab(tokenizer, vocab_size: int) -> None:
+    """Pad a tokenizer trained on little text up to vocab_size with plain word tokens, so a
+    model of that vocabulary size never emits an id the tokenizer cannot decode."""
+    missing = vocab_size - len(tokenizer)
+    if missing > 0:
+        tokenizer.add_tokens([f" w{index}" for index in range(missing)])
 
 
 def _train_bpe(specials: list[str], vocab_size: int):
@@ -111,7 +121,7 @@ def _llama_tokenizer(spec: TinySpec):
     raw.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, raw.token_to_id(bos))]
     )
-    return PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         bos_token=bos,
         eos_token="<|eot_id|>",
@@ -120,6 +130,9 @@ def _llama_tokenizer(spec: TinySpec):
         model_max_length=spec.max_positions,
         clean_up_tokenization_spaces=False,
     )
+    if spec.fill_vocab:
+        _fill_vocab(tokenizer, spec.vocab_size)
+    return tokenizer
 
 
 def _t5_tokenizer(spec: TinySpec):

@@ -74,9 +74,13 @@ class EngineBackend:
     openai = True
 
     def __init__(self, model_dir: Path, max_batch: int = 16, max_len: int | None = None):
+        import torch
+
         from llmship.models.generation import load_finetuned
 
-        self.loaded = load_finetuned(model_dir)
+        cuda = torch.cuda.is_available()
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+        self.loaded = load_finetuned(model_dir, dtype=torch.bfloat16 if bf16 else None)
         if self.loaded.kind != "causal":
             raise HandlerError("the engine serves causal models", 500)
         config = self.loaded.model.config

@@ -35,6 +35,7 @@ COMMON = {
     "presence_penalty",
     "frequency_penalty",
     "logprobs",
+    "ignore_eos",  # vLLM's extension, which serving benchmarks send
 }
 CHAT = COMMON | {"messages", "max_completion_tokens", "top_logprobs"}
 COMPLETION = COMMON | {"prompt", "echo", "suffix"}
@@ -112,13 +113,18 @@ def add_openai_routes(app: FastAPI, backend: Callable[[], Any], model_name: str)
             body = await _body(request, COMPLETION, "prompt")
             served = engine()
             prompt = body["prompt"]
-            if isinstance(prompt, list) and len(prompt) == 1:
+            if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
                 prompt = prompt[0]
-            if not isinstance(prompt, str) or not prompt:
-                raise OpenAIError("prompt must be a non-empty string", param="prompt")
             if body.get("echo") or body.get("suffix"):
                 raise OpenAIError("echo and suffix are not supported", param="echo")
-            prompt_ids = served.tokenizer(prompt)["input_ids"]
+            if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+                prompt_ids = prompt  # token ids, as OpenAI's API allows
+            elif isinstance(prompt, str) and prompt:
+                prompt_ids = served.tokenizer(prompt)["input_ids"]
+            else:
+                raise OpenAIError(
+                    "prompt must be a non-empty string or list of token ids", param="prompt"
+                )
             return await _complete(served, body, prompt_ids, body.get("max_tokens", 16), chat=False)
         except OpenAIError as exc:
             return exc.response()
@@ -229,6 +235,7 @@ def _sampling(served: EngineBackend, body: dict, limit: int | None) -> SamplingP
             top_p=float(body.get("top_p", 1.0)),
             seed=body.get("seed"),
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            ignore_eos=bool(body.get("ignore_eos", False)),
         )
     except (TypeError, ValueError) as exc:
         raise OpenAIError(str(exc), param="temperature") from None

@@ -1,0 +1,1 @@
+"""Benchmark harnesses; results and the commands that produced them go in BENCHMARKS.md."""

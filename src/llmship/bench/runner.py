@@ -1,0 +1,124 @@
+"""Set up what `llmship bench serve` measures: a model of a given shape, llmship's server
+and the naive baseline on it, each in a process of its own, on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from llmship.bench.serving import BenchResult, benchmark, random_prompts
+from llmship.models.tiny import TinySpec, create_tiny_model
+from llmship.serve.background import free_port
+
+# Random-init shapes built on the spot (no downloads).
+SHAPES = {
+    # The CPU check: a small Llama, the 128k vocabulary trimmed to 4,096.
+    "cpu-small": TinySpec(
+        vocab_size=4096,
+        hidden_size=512,
+        intermediate_size=1536,
+        layers=4,
+        heads=8,
+        kv_heads=4,
+        max_positions=2048,
+        initializer_range=0.02,
+        fill_vocab=True,
+    ),
+    # Llama-3.2-1B's shape (16 layers, hidden 2048, 32 heads / 8 KV heads, vocab 128256).
+    "llama-3.2-1b": TinySpec(
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        layers=16,
+        heads=32,
+        kv_heads=8,
+        max_positions=4096,
+        initializer_range=0.02,
+        fill_vocab=True,
+    ),
+}
+
+
+def bench_serve(
+    shape: str = "cpu-small",
+    model_dir: Path | None = None,
+    input_len: int = 128,
+    output_len: int = 64,
+    num_prompts: int = 32,
+    concurrencies: tuple[int, ...] = (1, 8),
+    request_rate: float | None = None,
+    baseline: str | None = None,
+    seed: int = 0,
+    max_batch: int | None = None,
+) -> list[BenchResult]:
+    """llmship's server (and the baseline) on one model, every setting, same prompts."""
+    from transformers import AutoTokenizer
+
+    from llmship.package.build import build_artifact
+
+    with tempfile.TemporaryDirectory(prefix="llmship-bench-") as workdir:
+        work = Path(workdir)
+        if model_dir is None:
+            model_dir = create_tiny_model(work / shape, "llama", SHAPES[shape])
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        prompts = random_prompts(
+            num_prompts, input_len, len(tokenizer), seed, set(tokenizer.all_special_ids)
+        )
+        artifact = build_artifact(model_dir, work / "artifact", "uncompressed", "5.5.3").path
+        servers = [("llmship", artifact, str(max_batch or max(concurrencies)))]
+        if baseline == "naive":
+            servers.append(("naive", model_dir, "1"))
+        results: list[BenchResult] = []
+        for kind, directory, batch in servers:
+            with _server_process(kind, directory, batch) as url:
+                results += benchmark(
+                    url,
+                    "bench",
+                    prompts,
+                    output_len,
+                    list(concurrencies),
+                    request_rate,
+                    seed,
+                    server=kind,
+                )
+    return results
+
+
+@contextmanager
+def _server_process(kind: str, directory: Path, batch: str, timeout: float = 1800.0):
+    """A benchmark server in its own process; its URL once /ping answers 200."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llmship.bench.server_process",
+        kind,
+        str(directory),
+        str(port),
+        batch,
+    ]
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the {kind} benchmark server exited ({process.returncode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {kind} benchmark server did not become ready")
+            try:
+                if httpx.get(f"{url}/ping").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)

@@ -1,0 +1,117 @@
+"""`llmship bench ...`: benchmarks whose results go in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from llmship.cli._common import console
+
+app = typer.Typer(
+    help="Benchmarks (results with their command in BENCHMARKS.md).", no_args_is_help=True
+)
+
+
+@app.command("serve")
+def serve(
+    shape: Annotated[
+        str, typer.Option(help="Model shape built on the spot: cpu-small or llama-3.2-1b.")
+    ] = "cpu-small",
+    model: Annotated[
+        Path | None, typer.Option(help="A model directory instead of a shape.", show_default=False)
+    ] = None,
+    input_len: Annotated[int, typer.Option(help="Prompt tokens.")] = 128,
+    output_len: Annotated[int, typer.Option(help="Output tokens (EOS ignored).")] = 64,
+    num_prompts: Annotated[int, typer.Option(help="Requests per setting.")] = 32,
+    concurrency: Annotated[
+        str, typer.Option(help="Closed-loop concurrencies, e.g. 1,8,64.")
+    ] = "1,8",
+    request_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Poisson arrivals per second (with --concurrency as the cap).", show_default=False
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="naive: per-request transformers generate on the same model, same run.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for prompts and arrivals.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Save the results as JSON.", show_default=False)
+    ] = None,
+) -> None:
+    """Serving throughput and latency by vLLM's method: TTFT, TPOT, ITL, end-to-end
+    latency (mean, p50, p99) and output tokens/s.
+
+    Example: llmship bench serve --shape cpu-small --concurrency 1,8 --baseline naive
+    """
+    import torch
+
+    from llmship.bench.runner import bench_serve
+    from llmship.bench.serving import save
+
+    levels = tuple(int(c) for c in concurrency.split(","))
+    results = bench_serve(
+        shape, model, input_len, output_len, num_prompts, levels, request_rate, baseline, seed
+    )
+    table = Table(
+        "server",
+        "conc.",
+        "out tok/s",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "TPOT p50 ms",
+        "ITL p50 ms",
+        "ITL p99 ms",
+        "E2E p50 ms",
+        "failed",
+    )
+    for r in results:
+        table.add_row(
+            r.server,
+            str(r.concurrency),
+            f"{r.output_tok_s:,.1f}",
+            f"{r.ttft_ms_p50:.1f}",
+            f"{r.ttft_ms_p99:.1f}",
+            f"{r.tpot_ms_p50:.2f}",
+            f"{r.itl_ms_p50:.2f}",
+            f"{r.itl_ms_p99:.2f}",
+            f"{r.e2e_ms_p50:.0f}",
+            str(r.failed),
+        )
+    console.print(table)
+    by = {(r.server, r.concurrency): r.output_tok_s for r in results}
+    top = max(levels)
+    if ("llmship", 1) in by and top != 1:
+        console.print(
+            f"llmship at concurrency {top} vs sequential: "
+            f"{by[('llmship', top)] / by[('llmship', 1)]:.2f}x"
+        )
+    if ("naive", top) in by:
+        console.print(
+            f"llmship vs naive at concurrency {top}: "
+            f"{by[('llmship', top)] / by[('naive', top)]:.2f}x"
+        )
+    if out is not None:
+        settings = {
+            "shape": shape,
+            "model": str(model) if model else None,
+            "input_len": input_len,
+            "output_len": output_len,
+            "num_prompts": num_prompts,
+            "concurrency": list(levels),
+            "request_rate": request_rate,
+            "baseline": baseline,
+            "seed": seed,
+            "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        }
+        save(results, out, settings)
+        console.print(f"saved {out}")
