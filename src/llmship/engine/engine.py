@@ -206,35 +206,29 @@ class Engine:
         running.prefix_offset = running.read_offset = len(running.tokens)
         if handle.params.seed is not None:
             running.generator = torch.Generator(device=self.device).manual_seed(handle.params.seed)
-        ids = torch.tensor([running.tokens], device=self.device)
         positions = torch.arange(len(running.tokens), device=self.device)[None]
-        mask = self.cache.prepare(torch.tensor([slot], device=self.device), positions)
-        logits = self.model(
-            input_ids=ids,
+        logits = self._forward([slot], [running.tokens], positions)
+        self._running[slot] = running
+        self._accept(running, self._choose([running], logits)[0])
+
+    def _decode(self) -> None:
+        batch = sorted(self._running.values(), key=lambda r: r.slot)
+        positions = torch.tensor([[r.length - 1] for r in batch], device=self.device)
+        logits = self._forward([r.slot for r in batch], [[r.tokens[-1]] for r in batch], positions)
+        for running, token in zip(batch, self._choose(batch, logits), strict=True):
+            self._accept(running, token)
+
+    def _forward(self, slots: list[int], ids: list[list[int]], positions: torch.Tensor):
+        """One forward pass of `ids` at `positions` in `slots`: the last position's logits."""
+        mask = self.cache.prepare(torch.tensor(slots, device=self.device), positions)
+        return self.model(
+            input_ids=torch.tensor(ids, device=self.device),
             position_ids=positions,
             attention_mask=mask,
             past_key_values=self.cache,
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]
-        self._running[slot] = running
-        self._accept(running, self._choose([running], logits)[0])
-
-    def _decode(self) -> None:
-        batch = sorted(self._running.values(), key=lambda r: r.slot)
-        rows = torch.tensor([r.slot for r in batch], device=self.device)
-        positions = torch.tensor([[r.length - 1] for r in batch], device=self.device)
-        ids = torch.tensor([[r.tokens[-1]] for r in batch], device=self.device)
-        mask = self.cache.prepare(rows, positions)
-        logits = self.model(
-            input_ids=ids,
-            position_ids=positions,
-            attention_mask=mask,
-            past_key_values=self.cache,
-            use_cache=True,
-        ).logits[:, -1]
-        for running, token in zip(batch, self._choose(batch, logits), strict=True):
-            self._accept(running, token)
 
     def _choose(self, batch: list[_Running], logits: torch.Tensor) -> list[int]:
         """Next tokens: one argmax for every plain greedy row, per-row sampling for the rest."""

@@ -18,18 +18,11 @@ from typing import Any
 
 from llmship.engine.engine import Engine, RequestHandle
 from llmship.engine.sampling import SamplingParams
+from llmship.package.handler import inference as handler_code
 from llmship.serve.handler import JSON, Handler, HandlerError
 
-PARAMETERS = {
-    "max_new_tokens": int,
-    "do_sample": bool,
-    "temperature": float,
-    "top_p": float,
-    "top_k": int,
-    "repetition_penalty": float,
-    "num_beams": int,
-    "seed": int,
-}
+# The handler's own parameters, plus a seed for sampled requests.
+PARAMETERS = {**handler_code.PARAMETERS, "seed": int}
 
 
 def is_llmship_handler(model_dir: Path) -> bool:
@@ -93,26 +86,9 @@ class EngineBackend:
 
     # ---- Hugging Face toolkit payloads (the SageMaker routes) --------------------------
     def _parse(self, body: bytes, content_type: str) -> tuple[list[str], dict[str, Any]]:
-        if content_type.split(";")[0].strip() != JSON:
-            raise HandlerError(f"unsupported content type {content_type!r}; send {JSON}", 415)
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HandlerError(f"the body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict) or "inputs" not in payload:
-            raise HandlerError('the body must be a JSON object with "inputs"')
-        inputs = payload["inputs"]
-        inputs = [inputs] if isinstance(inputs, str) else inputs
-        if (
-            not isinstance(inputs, list)
-            or not inputs
-            or not all(isinstance(i, str) for i in inputs)
-        ):
-            raise HandlerError('"inputs" must be a string or a non-empty list of strings')
-        parameters = payload.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise HandlerError('"parameters" must be a JSON object')
-        return inputs, parameters
+        """The payload as code/inference.py reads it (same checks, same error statuses)."""
+        data = handler_code.input_fn(body, content_type)
+        return data["inputs"], data["parameters"]
 
     def sampling(self, parameters: dict[str, Any], stop: Any = None) -> SamplingParams:
         """SamplingParams from request parameters over the model's generation defaults."""
