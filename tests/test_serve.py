@@ -323,3 +323,50 @@ def test_bad_handler_signatures_fail_at_start(tmp_path):
         Handler(user_artifact(tmp_path, code))
     with pytest.raises(PackageError, match="defines neither predict_fn nor transform_fn"):
         Handler(user_artifact(tmp_path / "b", "def model_fn(d):\n    return 1\n"))
+
+
+def test_the_serve_command_binds_the_sagemaker_port(trained, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from llmship.serve.background import free_port
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-c",
+        "from llmship.cli import main; main()",
+        "serve",
+        str(trained[1]),
+        "--name",
+        "cli",
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "llmship serve did not become healthy"
+            try:
+                if httpx.get(f"{url}/ping").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        reply = runtime(url).invoke_endpoint(
+            EndpointName="cli", Body=request(DIALOGUES[0]), ContentType="application/json"
+        )
+        assert "generated_text" in json.loads(reply["Body"].read())[0]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        # It stops promptly; uvicorn re-raises the signal after its graceful shutdown.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)

@@ -19,6 +19,9 @@ def serve(
     endpoint_kind: Annotated[
         str, typer.Option(help="realtime (6 MB, 60 s) or serverless (4 MB, 60 s) limits.")
     ] = "realtime",
+    max_batch: Annotated[
+        int, typer.Option(help="Requests the engine decodes together (KV-cache slots).")
+    ] = 16,
     emulate: Annotated[
         str | None,
         typer.Option(
@@ -41,7 +44,14 @@ def serve(
         return
     from llmship.serve.server import serve as run_server
 
-    run_server(source, host=host, port=port, endpoint_name=name, endpoint_kind=endpoint_kind)
+    run_server(
+        source,
+        host=host,
+        port=port,
+        endpoint_name=name,
+        endpoint_kind=endpoint_kind,
+        max_batch=max_batch,
+    )
 
 
 def register(app: typer.Typer) -> None:

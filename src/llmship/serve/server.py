@@ -46,8 +46,9 @@ def serve(
     port: int | None = None,
     endpoint_name: str = "local",
     endpoint_kind: str = "realtime",
+    max_batch: int = 16,
 ) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted; `max_batch` requests decode together on the engine."""
     import uvicorn
 
     from llmship.serve.app import create_app
@@ -55,5 +56,5 @@ def serve(
     limits = limits_for(endpoint_kind)
     with tempfile.TemporaryDirectory(prefix="llmship-serve-") as workdir:
         model_dir = resolve_artifact(source, Path(workdir))
-        app = create_app(model_dir, endpoint_name, limits)
+        app = create_app(model_dir, endpoint_name, limits, max_batch=max_batch)
         uvicorn.run(app, host=host, port=port or default_port(), log_level="info")
