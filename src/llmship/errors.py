@@ -6,7 +6,8 @@
     ├── ModelError               loading, creating or saving a model or tokenizer
     ├── TrainError               a training run: method, hardware, checkpoints, resume
     ├── EvalError                evaluation and generation
-    └── PackageError             building, validating or extracting a model artifact
+    ├── PackageError             building, validating or extracting a model artifact
+    └── StateError               the local record of created cloud resources
 
 Each message says what was wrong, where (file:line, key path, row, resource) and what
 to do next. Lower-level errors (pydantic, yaml, transformers, OSError) are translated
@@ -22,6 +23,7 @@ __all__ = [
     "LlmshipError",
     "ModelError",
     "PackageError",
+    "StateError",
     "TrainError",
 ]
 
@@ -52,3 +54,7 @@ class EvalError(LlmshipError):
 
 class PackageError(LlmshipError):
     """A model artifact cannot be built, validated or extracted safely."""
+
+
+class StateError(LlmshipError):
+    """The state store (the record of what llmship created) cannot be opened or written."""
