@@ -36,3 +36,29 @@ def samsum_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bio_file(tmp_path_factory) -> Path:
     return write_sample("bio-qa", tmp_path_factory.mktemp("data") / "bio.jsonl")
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto in server mode on a loopback port: real HTTP, boto3 unchanged."""
+    from moto.server import ThreadedMotoServer
+
+    from llmship.serve.background import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def aws_env(moto_server, monkeypatch):
+    """Point every boto3 client at the moto server, with throwaway credentials."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    return moto_server

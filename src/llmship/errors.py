@@ -7,7 +7,8 @@
     ├── TrainError               a training run: method, hardware, checkpoints, resume
     ├── EvalError                evaluation and generation
     ├── PackageError             building, validating or extracting a model artifact
-    └── StateError               the local record of created cloud resources
+    ├── StateError               the local record of created cloud resources
+    └── AwsError                 an AWS call failed (credentials, permissions, limits)
 
 Each message says what was wrong, where (file:line, key path, row, resource) and what
 to do next. Lower-level errors (pydantic, yaml, transformers, OSError) are translated
@@ -17,6 +18,7 @@ into these at the adapter that called them, with ``raise ... from``.
 from __future__ import annotations
 
 __all__ = [
+    "AwsError",
     "ConfigError",
     "DataError",
     "EvalError",
@@ -58,3 +60,7 @@ class PackageError(LlmshipError):
 
 class StateError(LlmshipError):
     """The state store (the record of what llmship created) cannot be opened or written."""
+
+
+class AwsError(LlmshipError):
+    """An AWS call failed; the message names the service, the call, AWS's code and what to do."""

@@ -238,6 +238,14 @@ class AwsConfig(Section):
     role_arn: str | None = Field(
         None, description="SageMaker execution role ARN (llmship aws bootstrap creates one)."
     )
+    assume_role_arn: str | None = Field(
+        None,
+        description="A role to assume for every AWS call (e.g. a deploy role in another "
+        "account); the usual credentials chain must be allowed to assume it.",
+    )
+    session_name: str = Field(
+        "llmship", max_length=64, description="Session name when assuming assume_role_arn."
+    )
 
 
 class LlmshipConfig(Section):

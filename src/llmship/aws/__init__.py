@@ -1,0 +1,1 @@
+"""AWS: sessions, clients and error translation (boto3; never torch)."""
