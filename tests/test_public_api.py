@@ -44,6 +44,5 @@ def test_the_model_server_never_imports_boto3():
 
 def test_the_aws_modules_never_import_torch():
     code = "import sys, llmship.aws.session, llmship.state; print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
