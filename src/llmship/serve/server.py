@@ -40,6 +40,29 @@ def resolve_artifact(
     raise PackageError(f"{source} not found; give a model.tar.gz, an artifact directory or a run")
 
 
+GRACE_S = 30.0
+
+
+def _container_server(app, host: str, port: int):
+    """uvicorn, stopping as a SageMaker container should: on SIGTERM, stop taking new
+    connections, let in-flight requests finish (up to GRACE_S), then exit 0."""
+    import signal
+
+    import uvicorn
+
+    class ContainerServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            if sig == signal.SIGTERM:  # an orderly stop, not to be re-raised after draining
+                self.should_exit = True
+                return
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(GRACE_S)
+    )
+    return ContainerServer(config)
+
+
 def serve(
     source: str | Path,
     host: str = "127.0.0.1",
@@ -48,13 +71,11 @@ def serve(
     endpoint_kind: str = "realtime",
     max_batch: int = 16,
 ) -> None:
-    """Serve until interrupted; `max_batch` requests decode together on the engine."""
-    import uvicorn
-
+    """Serve until interrupted or stopped; `max_batch` requests decode together."""
     from llmship.serve.app import create_app
 
     limits = limits_for(endpoint_kind)
     with tempfile.TemporaryDirectory(prefix="llmship-serve-") as workdir:
         model_dir = resolve_artifact(source, Path(workdir))
         app = create_app(model_dir, endpoint_name, limits, max_batch=max_batch)
-        uvicorn.run(app, host=host, port=port or default_port(), log_level="info")
+        _container_server(app, host, port or default_port()).run()
