@@ -119,3 +119,20 @@ def test_seeded_sampling_is_reproducible(engine, prompts):
 def test_requests_over_the_cache_length_are_refused(engine, prompts):
     with pytest.raises(ValueError, match="exceeds the engine's 256"):
         engine.submit(prompts[0], SamplingParams(max_new_tokens=250))
+
+
+def test_a_full_queue_refuses_new_requests(model, prompts):
+    from llmship.engine.engine import QueueFull
+
+    engine = Engine(model.model, model.tokenizer, max_batch=1, max_len=256, max_waiting=1)
+    try:
+        endless = SamplingParams(max_new_tokens=150, ignore_eos=True)
+        running = engine.submit(prompts[0], endless)
+        next(iter(running))  # admitted and generating
+        waiting = engine.submit(prompts[1], endless)
+        with pytest.raises(QueueFull):
+            engine.submit(prompts[2], endless)
+        running.cancel()
+        waiting.cancel()
+    finally:
+        engine.close()

@@ -139,3 +139,31 @@ def test_a_client_that_disconnects_frees_its_slot(served):
     while engine.stats()["running"]:
         assert time.monotonic() < deadline, "the abandoned stream kept its slot"
         time.sleep(0.05)
+
+
+def test_past_the_queue_bound_the_api_answers_503_with_retry_after(served, tmp_path):
+    import asyncio
+
+    _, _, run = served
+    artifact = build_artifact(run.root, tmp_path / "artifact", "uncompressed", "5.5.3").path
+    app = create_app(artifact, "tiny", limits_for("realtime"), max_batch=1, max_waiting=1)
+    body = {
+        "model": "tiny",
+        "prompt": "Anna will",
+        "max_tokens": 1000,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+    with running(app) as url:
+
+        async def burst():
+            async with httpx.AsyncClient(timeout=120) as http:
+                return await asyncio.gather(
+                    *[http.post(f"{url}/v1/completions", json=body) for _ in range(4)]
+                )
+
+        replies = asyncio.run(burst())
+    assert sorted(r.status_code for r in replies) == [200, 200, 503, 503]
+    refused = next(r for r in replies if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["type"] == "server_overloaded"

@@ -425,3 +425,32 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path):
     slow.join(timeout=30)
     assert answers and answers[0].status_code == 200 and answers[0].json() == {"slept": 2}
     assert process.wait(timeout=30) == 0
+
+
+def test_past_the_queue_bound_requests_get_503_with_retry_after(tmp_path):
+    import asyncio
+
+    code = """
+        import time
+        def model_fn(model_dir):
+            return None
+        def predict_fn(data, model):
+            time.sleep(data.get("sleep", 0))
+            return {"ok": True}
+    """
+    app = create_app(
+        user_artifact(tmp_path, code), "m", limits_for("realtime"), max_batch=1, max_waiting=1
+    )
+    with running(app) as url:
+
+        async def burst():
+            async with httpx.AsyncClient(timeout=30) as http:
+                return await asyncio.gather(
+                    *[http.post(f"{url}/invocations", json={"sleep": 1}) for _ in range(4)]
+                )
+
+        statuses = sorted(r.status_code for r in asyncio.run(burst()))
+        assert statuses == [200, 200, 503, 503]  # one running, one waiting, the rest refused
+        refused = next(r for r in asyncio.run(burst()) if r.status_code == 503)
+        assert refused.headers["retry-after"] == "1"
+        assert "already in line" in refused.json()["message"]

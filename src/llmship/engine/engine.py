@@ -28,6 +28,10 @@ log = logging.getLogger("llmship.engine")
 _DONE = object()
 
 
+class QueueFull(RuntimeError):
+    """The engine's waiting queue is full; the caller should retry later."""
+
+
 @dataclass
 class Output:
     """One piece of a request's answer: new text, and at the end why it finished."""
@@ -112,12 +116,20 @@ class Engine:
     """Continuous-batching generation over a transformers causal LM."""
 
     def __init__(
-        self, model, tokenizer, max_batch: int = 16, max_len: int = 2048, prefills_per_step: int = 2
+        self,
+        model,
+        tokenizer,
+        max_batch: int = 16,
+        max_len: int = 2048,
+        prefills_per_step: int = 2,
+        max_waiting: int | None = None,
     ):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.max_batch, self.max_len = max_batch, max_len
+        # A bounded queue: past it, callers are told to come back (no unbounded memory).
+        self.max_waiting = max_waiting if max_waiting is not None else 4 * max_batch
         self.prefills_per_step = prefills_per_step
         self.cache = SlotCache(
             KVShape.of(model.config), max_batch, max_len, self.dtype, self.device
@@ -147,6 +159,8 @@ class Engine:
             )
         handle = RequestHandle(next(self._ids), list(prompt_ids), params)
         with self._wake:
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting")
             self._waiting.append(handle)
             self._wake.notify()
         return handle

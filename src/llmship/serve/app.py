@@ -28,7 +28,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llmship.serve.backends import EngineBackend, ThreadedHandler, load_backend
+from llmship.serve.backends import EngineBackend, Overloaded, ThreadedHandler, load_backend
 from llmship.serve.eventstream import model_stream_error, payload_part
 from llmship.serve.handler import HandlerError, status_of
 from llmship.serve.limits import EndpointLimits
@@ -53,14 +53,19 @@ class _TooLarge(Exception):
 
 
 def create_app(
-    model_dir: Path, endpoint_name: str, limits: EndpointLimits, max_batch: int = 16
+    model_dir: Path,
+    endpoint_name: str,
+    limits: EndpointLimits,
+    max_batch: int = 16,
+    max_waiting: int | None = None,
 ) -> FastAPI:
-    """The app for one artifact directory; the model loads in the background."""
+    """The app for one artifact directory; the model loads in the background. Past
+    `max_waiting` queued requests, new ones get 503 with Retry-After."""
     state = ModelState()
 
     def load() -> None:
         try:
-            backend = load_backend(model_dir, max_batch=max_batch)
+            backend = load_backend(model_dir, max_batch=max_batch, max_waiting=max_waiting)
         except Exception as exc:  # reported by /ping and the log, never silently
             state.status, state.reason = "failed", f"{type(exc).__name__}: {exc}"
             log.error("model failed to load from %s: %s", model_dir, state.reason)
@@ -145,8 +150,7 @@ def create_app(
                 f"from container primary (over {limits.timeout_s} s).",
             )
         except Exception as exc:
-            response = _handler_failure(exc)
-            return _model_error(response.status_code, response.body.decode())
+            return _runtime_failure(exc)
         return Response(
             data, media_type=response_type, headers={"x-Amzn-Invoked-Production-Variant": VARIANT}
         )
@@ -174,8 +178,7 @@ def create_app(
                 0, "Your invocation timed out while waiting for a response from container primary."
             )
         except Exception as exc:
-            response = _handler_failure(exc)
-            return _model_error(response.status_code, response.body.decode())
+            return _runtime_failure(exc)
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -230,7 +233,21 @@ def _container_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"code": status, "type": kind, "message": message}, status_code=status)
 
 
+def _runtime_failure(exc: BaseException) -> JSONResponse:
+    """A failure on the Runtime paths: AWS's 503 when at capacity, else a ModelError."""
+    if isinstance(exc, Overloaded):
+        response = _aws_error(503, "ServiceUnavailable", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    response = _handler_failure(exc)
+    return _model_error(response.status_code, response.body.decode())
+
+
 def _handler_failure(exc: BaseException) -> JSONResponse:
+    if isinstance(exc, Overloaded):
+        response = _container_error(503, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     status = status_of(exc)
     if not isinstance(exc, HandlerError) and status == 500:
         log.exception("handler raised", exc_info=exc)

@@ -16,13 +16,22 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from llmship.engine.engine import Engine, RequestHandle
+from llmship.engine.engine import Engine, QueueFull, RequestHandle
 from llmship.engine.sampling import SamplingParams
 from llmship.package.handler import inference as handler_code
 from llmship.serve.handler import JSON, Handler, HandlerError
 
 # The handler's own parameters, plus a seed for sampled requests.
 PARAMETERS = {**handler_code.PARAMETERS, "seed": int}
+
+
+class Overloaded(HandlerError):
+    """Admission refused: answer 503 with Retry-After."""
+
+    retry_after_s = 1
+
+    def __init__(self, message: str):
+        super().__init__(message, 503)
 
 
 def is_llmship_handler(model_dir: Path) -> bool:
@@ -37,16 +46,23 @@ class ThreadedHandler:
 
     openai = False
 
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, max_waiting: int = 64):
         self.handler = Handler(model_dir)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmship-model")
+        self.max_waiting, self.pending = max_waiting, 0
         self.handler.load()
 
     async def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, self.handler.invoke, body, content_type, accept
-        )
+        if self.pending > self.max_waiting:  # one runs, max_waiting wait: refuse the rest
+            raise Overloaded(f"{self.pending} requests are already in line")
+        self.pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self.executor, self.handler.invoke, body, content_type, accept
+            )
+        finally:
+            self.pending -= 1
 
     def can_stream(self) -> bool:
         return self.handler.can_stream()
@@ -66,7 +82,13 @@ class EngineBackend:
 
     openai = True
 
-    def __init__(self, model_dir: Path, max_batch: int = 16, max_len: int | None = None):
+    def __init__(
+        self,
+        model_dir: Path,
+        max_batch: int = 16,
+        max_len: int | None = None,
+        max_waiting: int | None = None,
+    ):
         import torch
 
         from llmship.models.generation import load_finetuned
@@ -79,7 +101,11 @@ class EngineBackend:
         config = self.loaded.model.config
         limit = max_len or min(getattr(config, "max_position_embeddings", 2048), 4096)
         self.engine = Engine(
-            self.loaded.model, self.loaded.tokenizer, max_batch=max_batch, max_len=limit
+            self.loaded.model,
+            self.loaded.tokenizer,
+            max_batch=max_batch,
+            max_len=limit,
+            max_waiting=max_waiting,
         )
         self.tokenizer = self.loaded.tokenizer
         self.format = self.loaded.prompt_format
@@ -125,6 +151,8 @@ class EngineBackend:
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
         try:
             return self.engine.submit(prompt_ids, params)
+        except QueueFull as exc:
+            raise Overloaded(f"the server is at capacity ({exc}); retry shortly") from None
         except ValueError as exc:
             raise HandlerError(str(exc)) from None
 
@@ -166,10 +194,11 @@ class EngineBackend:
         self.engine.close()
 
 
-def load_backend(model_dir: Path, max_batch: int = 16):
-    """The engine for llmship's own causal artifacts, the artifact's handler otherwise."""
+def load_backend(model_dir: Path, max_batch: int = 16, max_waiting: int | None = None):
+    """The engine for llmship's own causal artifacts, the artifact's handler otherwise;
+    at most `max_waiting` requests queue for either (default: four per batch slot)."""
     if is_llmship_handler(model_dir):
         info = json.loads((Path(model_dir) / "llmship.json").read_text(encoding="utf-8"))
         if info.get("prompt_format", {}).get("kind") == "causal":
-            return EngineBackend(model_dir, max_batch=max_batch)
-    return ThreadedHandler(model_dir)
+            return EngineBackend(model_dir, max_batch=max_batch, max_waiting=max_waiting)
+    return ThreadedHandler(model_dir, max_waiting if max_waiting is not None else 4 * max_batch)

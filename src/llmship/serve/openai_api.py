@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmship.engine.engine import RequestHandle
 from llmship.engine.sampling import SamplingParams
-from llmship.serve.backends import EngineBackend
+from llmship.serve.backends import EngineBackend, Overloaded
 from llmship.serve.handler import HandlerError
 
 COMMON = {
@@ -49,9 +49,11 @@ class OpenAIError(Exception):
         param: str | None = None,
         kind: str = "invalid_request_error",
         code: str | None = None,
+        retry_after: int | None = None,
     ):
         super().__init__(message)
         self.status, self.param, self.kind, self.code = status, param, kind, code
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
         return JSONResponse(
@@ -64,6 +66,7 @@ class OpenAIError(Exception):
                 }
             },
             status_code=self.status,
+            headers={"Retry-After": str(self.retry_after)} if self.retry_after else None,
         )
 
 
@@ -143,6 +146,10 @@ def add_openai_routes(app: FastAPI, backend: Callable[[], Any], model_name: str)
         params = _sampling(served, body, limit)
         try:
             handle = served.submit(prompt_ids, params)
+        except Overloaded as exc:
+            raise OpenAIError(
+                str(exc), 503, kind="server_overloaded", retry_after=exc.retry_after_s
+            ) from None
         except HandlerError as exc:
             raise OpenAIError(str(exc), param="max_tokens") from None
         meta = {
