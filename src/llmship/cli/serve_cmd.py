@@ -22,6 +22,14 @@ def serve(
     max_batch: Annotated[
         int, typer.Option(help="Requests the engine decodes together (KV-cache slots).")
     ] = 16,
+    max_waiting: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests allowed to queue; past it: 503 with Retry-After "
+            "(default: four per batch slot).",
+            show_default=False,
+        ),
+    ] = None,
     emulate: Annotated[
         str | None,
         typer.Option(
@@ -51,6 +59,7 @@ def serve(
         endpoint_name=name,
         endpoint_kind=endpoint_kind,
         max_batch=max_batch,
+        max_waiting=max_waiting,
     )
 
 

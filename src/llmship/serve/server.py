@@ -70,6 +70,7 @@ def serve(
     endpoint_name: str = "local",
     endpoint_kind: str = "realtime",
     max_batch: int = 16,
+    max_waiting: int | None = None,
 ) -> None:
     """Serve until interrupted or stopped; `max_batch` requests decode together."""
     from llmship.serve.app import create_app
@@ -77,5 +78,7 @@ def serve(
     limits = limits_for(endpoint_kind)
     with tempfile.TemporaryDirectory(prefix="llmship-serve-") as workdir:
         model_dir = resolve_artifact(source, Path(workdir))
-        app = create_app(model_dir, endpoint_name, limits, max_batch=max_batch)
+        app = create_app(
+            model_dir, endpoint_name, limits, max_batch=max_batch, max_waiting=max_waiting
+        )
         _container_server(app, host, port or default_port()).run()
