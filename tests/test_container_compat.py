@@ -180,12 +180,11 @@ def test_toolkit_error_responses(hf4_python, llama3_run, tmp_path):
 def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_run, tmp_path):
     import signal
     import sys
-    import time
 
     import httpx
 
     from llmship.serve.app import create_app
-    from llmship.serve.background import free_port, running
+    from llmship.serve.background import free_port, running, wait_until_healthy
     from llmship.serve.limits import limits_for
     from llmship.serve.server import resolve_artifact
 
@@ -212,16 +211,9 @@ def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "the emulation did not start"
-            try:
-                if httpx.get(f"{url}/ping").json() == {"status": "Healthy"}:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
+        wait_until_healthy(
+            url, process, 180, healthy=lambda response: response.json() == {"status": "Healthy"}
+        )
         body = json.dumps({"inputs": DIALOGUES[0], "parameters": {"max_new_tokens": MAX_NEW}})
         emulated = httpx.post(
             f"{url}/invocations",

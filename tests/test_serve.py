@@ -331,7 +331,7 @@ def test_the_serve_command_binds_the_sagemaker_port(trained, tmp_path):
     import subprocess
     import sys
 
-    from llmship.serve.background import free_port
+    from llmship.serve.background import free_port, wait_until_healthy
 
     port = free_port()
     command = [
@@ -352,16 +352,7 @@ def test_the_serve_command_binds_the_sagemaker_port(trained, tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "llmship serve did not become healthy"
-            try:
-                if httpx.get(f"{url}/ping").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_until_healthy(url, process, 120)
         reply = runtime(url).invoke_endpoint(
             EndpointName="cli", Body=request(DIALOGUES[0]), ContentType="application/json"
         )
@@ -378,7 +369,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path):
     import sys
     import threading
 
-    from llmship.serve.background import free_port
+    from llmship.serve.background import free_port, wait_until_healthy
 
     code = """
         import time
@@ -403,16 +394,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path):
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline
-        try:
-            if httpx.get(f"{url}/ping").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+    wait_until_healthy(url, process, 60)
     answers = []
     slow = threading.Thread(
         target=lambda: answers.append(

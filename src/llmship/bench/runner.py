@@ -6,15 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from llmship.bench.serving import BenchResult, benchmark, random_prompts
 from llmship.models.tiny import TinySpec, create_tiny_model
-from llmship.serve.background import free_port
+from llmship.serve.background import free_port, wait_until_healthy
 
 # Random-init shapes built on the spot (no downloads).
 SHAPES = {
@@ -106,18 +103,7 @@ def _server_process(kind: str, directory: Path, batch: str, timeout: float = 180
     process = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the {kind} benchmark server exited ({process.returncode})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the {kind} benchmark server did not become ready")
-            try:
-                if httpx.get(f"{url}/ping").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_until_healthy(url, process, timeout)
         yield url
     finally:
         process.terminate()

@@ -45,3 +45,24 @@ def running(app, wait_ready: bool = True, timeout: float = 120.0) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_until_healthy(url: str, process, timeout: float, healthy=None) -> None:
+    """Poll `url`/ping until `healthy(response)` (default: status 200); raise PackageError,
+    with the process's output when it has one, if the process exits or time runs out."""
+    healthy = healthy or (lambda response: response.status_code == 200)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise PackageError(
+                f"the server exited ({process.returncode}) before it was healthy: {output[-2000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise PackageError(f"the server at {url} did not become healthy in {timeout:.0f} s")
+        try:
+            if healthy(httpx.get(f"{url}/ping")):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
