@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from llmship.config.loader import LoadedConfig, load_config_dict
 from llmship.models.tiny import TinySpec
+
+# The `llmship` command as a subprocess, with this interpreter.
+LLMSHIP_CLI = [sys.executable, "-c", "from llmship.cli import main; main()"]
 
 SMALL = TinySpec(hidden_size=64, intermediate_size=128, heads=4, kv_heads=2, layers=2)
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from helpers import LLMSHIP_CLI
 from llmship.cli import app
 
 runner = CliRunner()
-LLMSHIP = [sys.executable, "-c", "from llmship.cli import main; main()"]
 
 
 def llmship(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*LLMSHIP, *args],
+        [*LLMSHIP_CLI, *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SMALL, train_on_memo
+from helpers import LLMSHIP_CLI, SMALL, train_on_memo
 from llmship.config.schema import GenerationConfig
 from llmship.data.samples import samsum_rows
 from llmship.models.generation import generate, load_finetuned
@@ -179,7 +179,6 @@ def test_toolkit_error_responses(hf4_python, llama3_run, tmp_path):
 
 def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_run, tmp_path):
     import signal
-    import sys
 
     import httpx
 
@@ -191,9 +190,7 @@ def test_serve_emulate_hf_pytorch_answers_like_llmship_serve(hf4_python, llama3_
     artifact = build_artifact(llama3_run.root, tmp_path / "model.tar.gz").path
     port = free_port()
     command = [
-        sys.executable,
-        "-c",
-        "from llmship.cli import main; main()",
+        *LLMSHIP_CLI,
         "serve",
         str(artifact),
         "--emulate",

@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 
-from helpers import train_on_memo
+from helpers import LLMSHIP_CLI, train_on_memo
 from llmship.config.schema import GenerationConfig
 from llmship.data.samples import samsum_rows
 from llmship.errors import PackageError
@@ -176,6 +176,17 @@ def test_container_routes_statuses(server):
     assert good.status_code == 200 and "generated_text" in good.json()[0]
 
 
+# A handler that sleeps as long as the request asks: for time limits, queues and stops.
+SLEEPER = """
+    import time
+    def model_fn(model_dir):
+        return None
+    def predict_fn(data, model):
+        time.sleep(data.get("sleep", 0))
+        return {"slept": data.get("sleep", 0)}
+"""
+
+
 def user_artifact(tmp_path: Path, code: str) -> Path:
     root = tmp_path / "artifact"
     (root / "code").mkdir(parents=True)
@@ -272,16 +283,8 @@ def test_failure_mid_stream_arrives_as_model_stream_error(tmp_path):
 
 
 def test_invocation_past_the_time_limit_is_a_timeout_error(tmp_path):
-    code = """
-        import time
-        def model_fn(model_dir):
-            return None
-        def predict_fn(data, model):
-            time.sleep(data.get("sleep", 0))
-            return {"ok": True}
-    """
     limits = EndpointLimits("realtime", 6 * 1024 * 1024, timeout_s=0.5)
-    with running(create_app(user_artifact(tmp_path, code), "m", limits)) as url:
+    with running(create_app(user_artifact(tmp_path, SLEEPER), "m", limits)) as url:
         assert httpx.post(f"{url}/invocations", json={"sleep": 2}).status_code == 408
         with pytest.raises(ClientError) as info:
             runtime(url).invoke_endpoint(
@@ -329,15 +332,12 @@ def test_the_serve_command_binds_the_sagemaker_port(trained, tmp_path):
     import os
     import signal
     import subprocess
-    import sys
 
     from llmship.serve.background import free_port, wait_until_healthy
 
     port = free_port()
     command = [
-        sys.executable,
-        "-c",
-        "from llmship.cli import main; main()",
+        *LLMSHIP_CLI,
         "serve",
         str(trained[1]),
         "--name",
@@ -366,25 +366,14 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path):
     import os
     import signal
     import subprocess
-    import sys
     import threading
 
     from llmship.serve.background import free_port, wait_until_healthy
 
-    code = """
-        import time
-        def model_fn(model_dir):
-            return None
-        def predict_fn(data, model):
-            time.sleep(data["sleep"])
-            return {"slept": data["sleep"]}
-    """
-    artifact = user_artifact(tmp_path, code)
+    artifact = user_artifact(tmp_path, SLEEPER)
     port = free_port()
     command = [
-        sys.executable,
-        "-c",
-        "from llmship.cli import main; main()",
+        *LLMSHIP_CLI,
         "serve",
         str(artifact),
         "--port",
@@ -412,16 +401,8 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path):
 def test_past_the_queue_bound_requests_get_503_with_retry_after(tmp_path):
     import asyncio
 
-    code = """
-        import time
-        def model_fn(model_dir):
-            return None
-        def predict_fn(data, model):
-            time.sleep(data.get("sleep", 0))
-            return {"ok": True}
-    """
     app = create_app(
-        user_artifact(tmp_path, code), "m", limits_for("realtime"), max_batch=1, max_waiting=1
+        user_artifact(tmp_path, SLEEPER), "m", limits_for("realtime"), max_batch=1, max_waiting=1
     )
     with running(app) as url:
 
