@@ -1,4 +1,6 @@
-"""llmship.json for a model that llmship did not train: prompts are sent as they are."""
+"""What a saved model directory holds: llmship.json, and the files that travel with the
+weights (shared by packaging and publishing). For a model llmship did not train, a
+default llmship.json sends prompts as they are."""
 
 from __future__ import annotations
 
@@ -6,6 +8,16 @@ import json
 from pathlib import Path
 
 MODEL_INFO = "llmship.json"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "spiece.model",
+)
+# Beside the weights (*.safetensors and their index), which are matched by suffix.
+MODEL_FILES = ("config.json", "generation_config.json", MODEL_INFO, *TOKENIZER_FILES)
 
 
 def write_default_model_info(model_dir: Path, out: Path) -> Path:

@@ -19,22 +19,11 @@ from pathlib import Path
 from typing import Literal
 
 from llmship.errors import PackageError
-from llmship.models.info import MODEL_INFO, write_default_model_info
+from llmship.models.info import MODEL_FILES, MODEL_INFO, write_default_model_info
 from llmship.package.compat import write_v4_files
 from llmship.package.containers import DEFAULT_TRANSFORMERS, target_major
 from llmship.package.targz import write_targz
 
-MODEL_FILES = (
-    "config.json",
-    "generation_config.json",
-    "llmship.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "tokenizer.model",
-    "spiece.model",
-)
 REQUIREMENTS = (
     "# Installed by the inference container before it loads code/inference.py.\n"
     "# llmship's handler needs nothing beyond the container's own torch and transformers.\n"

@@ -16,18 +16,10 @@ from pathlib import Path
 import yaml
 
 from llmship.errors import PackageError
-from llmship.models.info import MODEL_INFO
+from llmship.models.info import MODEL_FILES, MODEL_INFO, TOKENIZER_FILES
 from llmship.publish.card import render_card
 from llmship.runs import RunDir
 
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "tokenizer.model",
-)
-MODEL_FILES = ("config.json", "generation_config.json", MODEL_INFO, *TOKENIZER_FILES)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", *TOKENIZER_FILES)
 
 
