@@ -92,6 +92,10 @@ def test_cancelling_frees_the_slot(model, prompts):
         first, second = engine.submit(prompts[0], endless), engine.submit(prompts[1], endless)
         waiting = engine.submit(prompts[2], GREEDY)
         next(iter(first))  # first is generating
+        deadline = time.monotonic() + 10
+        while engine.stats()["running"] < 2:  # second is admitted a step later, or at once
+            assert time.monotonic() < deadline, engine.stats()
+            time.sleep(0.01)
         assert engine.stats()["waiting"] == 1
         first.cancel()
         done = threading.Event()
