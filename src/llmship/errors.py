@@ -8,6 +8,7 @@
     ├── EvalError                evaluation and generation
     ├── PackageError             building, validating or extracting a model artifact
     ├── StateError               the local record of created cloud resources
+    ├── DeployError              a deployment's settings, plan, rollout or teardown
     └── AwsError                 an AWS call failed (credentials, permissions, limits)
 
 Each message says what was wrong, where (file:line, key path, row, resource) and what
@@ -21,6 +22,7 @@ __all__ = [
     "AwsError",
     "ConfigError",
     "DataError",
+    "DeployError",
     "EvalError",
     "LlmshipError",
     "ModelError",
@@ -52,6 +54,10 @@ class TrainError(LlmshipError):
 
 class EvalError(LlmshipError):
     """Evaluation or generation cannot run."""
+
+
+class DeployError(LlmshipError):
+    """A deployment cannot be planned, created, updated or removed as asked."""
 
 
 class PackageError(LlmshipError):

@@ -1,0 +1,1 @@
+"""Deployment targets (local, SageMaker) behind one interface: plan, apply, status, invoke, destroy."""
