@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from llmship.engine.cpu_linear import pack_linears
 from llmship.engine.kv import KVShape, SlotCache
 from llmship.engine.sampling import SamplingParams, choose
 
@@ -125,6 +126,7 @@ class Engine:
         max_waiting: int | None = None,
     ):
         self.model, self.tokenizer = model.eval(), tokenizer
+        pack_linears(self.model, batch_hint=max_batch)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.max_batch, self.max_len = max_batch, max_len

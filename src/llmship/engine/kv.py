@@ -69,9 +69,10 @@ class SlotCache:
         self.values[layer_idx][rows, :, self.positions] = value.transpose(1, 2).to(
             self.values.dtype
         )
+        rows = self.block if self.block is not None else self.rows
         return (
-            self.keys[layer_idx][self.rows, :, : self.span],
-            self.values[layer_idx][self.rows, :, : self.span],
+            self.keys[layer_idx][rows, :, : self.span],
+            self.values[layer_idx][rows, :, : self.span],
         )
 
     # What the model may ask of a cache besides update().
