@@ -140,3 +140,29 @@ def test_a_full_queue_refuses_new_requests(model, prompts):
         waiting.cancel()
     finally:
         engine.close()
+
+
+def test_prepacked_cpu_linears_compute_what_the_plain_layers_do(tiny_llama, monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmship.engine.cpu_linear import DISABLE_VARIABLE, pack_linears
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    packed = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    linears = sum(type(m) is torch.nn.Linear for m in packed.modules())
+    assert pack_linears(packed) == linears > 0
+    ids = torch.randint(5, 200, (3, 17))
+    with torch.inference_mode():
+        want, got = plain(input_ids=ids).logits, packed(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
+    # The packed path is really the one taken: different packed weights, different logits.
+    first = next(m for m in packed.modules() if type(m) is torch.nn.Linear)
+    first._llmship_packed = torch.ops.mkldnn._reorder_linear_weight(
+        torch.zeros_like(first.weight), 8
+    )
+    with torch.inference_mode():
+        assert not torch.allclose(packed(input_ids=ids).logits, want, atol=1e-3)
+    monkeypatch.setenv(DISABLE_VARIABLE, "0")
+    assert pack_linears(AutoModelForCausalLM.from_pretrained(tiny_llama)) == 0
