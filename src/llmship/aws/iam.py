@@ -1,0 +1,438 @@
+"""`llmship aws bootstrap`: the SageMaker execution role, and the policy a deploying user needs.
+
+The execution role is what the endpoint's container runs as. It may read and write the
+project bucket (nothing else in S3), write logs only to SageMaker's log groups, pull
+container images and publish metrics: least privilege, one inline policy per concern so
+each reads on its own. Creating it is idempotent: an existing role of this project is
+brought to the intended trust and policies (a no-op when they already match); a role of
+the same name that llmship did not create for this project is refused, never rewritten.
+
+`deployer_policy` is the identity policy for whoever runs `llmship deploy`: PassRole on
+that one role for SageMaker only, SageMaker actions on the project's names only
+(`<project>-*`, as deployments are named), and what plan, TTL, autoscaling, status and
+destroy call. Attach it as a customer managed policy (it is larger than an inline user
+policy may be).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from llmship.aws.session import client, translate
+from llmship.errors import DeployError
+from llmship.state import StateStore
+
+ROLE_KIND = "iam:role"
+# The role belongs to the project, not to one deployment or run.
+BOOTSTRAP = "bootstrap"
+VERSION = "2012-10-17"
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    role_arn: str
+    role_name: str
+    created: bool
+    policy_names: list[str]
+
+
+def default_role_name(project: str) -> str:
+    """`llmship-<project>-sagemaker` (project names are at most 32 chars: fits IAM's 64)."""
+    return f"llmship-{project}-sagemaker"
+
+
+def trust_policy() -> dict[str, Any]:
+    """Only SageMaker may assume the execution role."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def execution_policies(*, partition: str, account: str, bucket: str) -> dict[str, dict]:
+    """The execution role's inline policies by name."""
+    s3 = f"arn:{partition}:s3:::{bucket}"
+    logs = f"arn:{partition}:logs:*:{account}:log-group:/aws/sagemaker/*"
+
+    def doc(*statements: dict) -> dict:
+        return {"Version": VERSION, "Statement": list(statements)}
+
+    return {
+        "llmship-s3": doc(
+            {
+                "Sid": "ProjectBucket",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                "Resource": s3,
+            },
+            {
+                "Sid": "ProjectObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": f"{s3}/*",
+            },
+        ),
+        "llmship-logs": doc(
+            {
+                "Sid": "SageMakerLogGroups",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                "Resource": [logs, f"{logs}:log-stream:*"],
+            }
+        ),
+        "llmship-ecr": doc(
+            {
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+            {
+                "Sid": "EcrPull",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability",
+                ],
+                "Resource": f"arn:{partition}:ecr:*:*:repository/*",
+            },
+        ),
+        "llmship-metrics": doc(
+            {
+                "Sid": "Metrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+            }
+        ),
+    }
+
+
+def bootstrap(
+    session,
+    *,
+    project: str,
+    bucket: str,
+    role_name: str | None = None,
+    store: StateStore | None = None,
+) -> Bootstrap:
+    """Create the project's SageMaker execution role, or bring it up to date (idempotent)."""
+    from botocore.exceptions import ClientError
+
+    name = role_name or default_role_name(project)
+    store = store or StateStore()
+    iam = client(session, "iam")
+    account, partition = _identity(session)
+    policies = execution_policies(partition=partition, account=account, bucket=bucket)
+    tags = {"llmship:project": project, "llmship:deployment": BOOTSTRAP, "llmship:run": BOOTSTRAP}
+    recorded = next((r for r in store.resources() if (r.kind, r.name) == (ROLE_KIND, name)), None)
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+            raise translate(exc, "iam", "GetRole", name) from None
+        role = None
+    created = role is None
+    if not created:
+        _check_owner(iam, name, project)
+    if created or recorded is None:
+        store.record_creating(ROLE_KIND, name, BOOTSTRAP, project, details={"bucket": bucket})
+    if created:
+        role = _call(
+            iam.create_role,
+            "CreateRole",
+            name,
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trust_policy()),
+            Description=f"llmship: SageMaker execution role of project {project}",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )["Role"]
+    elif _document(role.get("AssumeRolePolicyDocument")) != trust_policy():
+        _call(
+            iam.update_assume_role_policy,
+            "UpdateAssumeRolePolicy",
+            name,
+            RoleName=name,
+            PolicyDocument=json.dumps(trust_policy()),
+        )
+    for policy_name, document in policies.items():
+        if created or _inline_policy(iam, name, policy_name) != document:
+            _call(
+                iam.put_role_policy,
+                "PutRolePolicy",
+                name,
+                RoleName=name,
+                PolicyName=policy_name,
+                PolicyDocument=json.dumps(document),
+            )
+    if recorded is None or recorded.status != "UP" or created:
+        store.set_status(ROLE_KIND, name, "UP", details={"arn": role["Arn"], "bucket": bucket})
+    return Bootstrap(role["Arn"], name, created, list(policies))
+
+
+def deployer_policy(
+    *, account: str, region: str, project: str, role_arn: str, bucket: str
+) -> dict[str, Any]:
+    """The identity policy a user needs to plan, deploy, operate and destroy this project."""
+    partition = role_arn.split(":")[1] if role_arn.startswith("arn:") else "aws"
+    # SageMaker writes resource names in its ARNs in lower case.
+    names = f"{project.lower()}-*"
+    sagemaker = f"arn:{partition}:sagemaker:{region}:{account}"
+    s3 = f"arn:{partition}:s3:::{bucket}"
+    logs = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{names}"
+    ttl_roles = f"arn:{partition}:iam::{account}:role/llmship-ttl-{project}-*"
+    scheduler = f"arn:{partition}:scheduler:{region}:{account}"
+    alarms = f"arn:{partition}:cloudwatch:{region}:{account}:alarm:"
+    scaling_role = (
+        f"arn:{partition}:iam::{account}:role/aws-service-role/sagemaker.application-autoscaling."
+        "amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+    )
+
+    def allow(sid: str, actions: list[str], resources: str | list[str], **condition) -> dict:
+        statement = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+        if condition:
+            statement["Condition"] = condition
+        return statement
+
+    return {
+        "Version": VERSION,
+        "Statement": [
+            allow(
+                "PassExecutionRole",
+                ["iam:PassRole"],
+                role_arn,
+                StringEquals={"iam:PassedToService": "sagemaker.amazonaws.com"},
+            ),
+            allow(
+                "ProjectSageMakerResources",
+                [
+                    "sagemaker:Create*",
+                    "sagemaker:Describe*",
+                    "sagemaker:Delete*",
+                    "sagemaker:Update*",
+                    "sagemaker:InvokeEndpoint*",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                [
+                    f"{sagemaker}:{kind}/{names}"
+                    for kind in ("endpoint", "endpoint-config", "model")
+                ],
+            ),
+            allow(
+                "ListAndModelPackages",
+                [
+                    "sagemaker:ListEndpoints",
+                    "sagemaker:ListEndpointConfigs",
+                    "sagemaker:ListModels",
+                    "sagemaker:DescribeModelPackage",
+                    "tag:GetResources",
+                ],
+                "*",
+            ),
+            allow(
+                "ProjectBucket",
+                [
+                    "s3:ListBucket",
+                    "s3:GetBucketLocation",
+                    "s3:CreateBucket",
+                    "s3:PutBucketPublicAccessBlock",
+                    "s3:PutEncryptionConfiguration",
+                    "s3:PutBucketTagging",
+                ],
+                s3,
+            ),
+            allow(
+                "ProjectObjects",
+                [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                f"{s3}/*",
+            ),
+            allow(
+                "Autoscaling",
+                [
+                    "application-autoscaling:RegisterScalableTarget",
+                    "application-autoscaling:DeregisterScalableTarget",
+                    "application-autoscaling:PutScalingPolicy",
+                    "application-autoscaling:DeleteScalingPolicy",
+                    "application-autoscaling:Describe*",
+                ],
+                "*",
+            ),
+            allow(
+                "AutoscalingServiceRole",
+                ["iam:CreateServiceLinkedRole"],
+                scaling_role,
+                StringLike={
+                    "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
+                },
+            ),
+            allow(
+                "ProjectAlarms",
+                ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+                [f"{alarms}llmship-{project}-*", f"{alarms}TargetTracking-endpoint/{names}"],
+            ),
+            allow(
+                "MetricsRead",
+                [
+                    "cloudwatch:DescribeAlarms",
+                    "cloudwatch:GetMetricStatistics",
+                    "cloudwatch:GetMetricData",
+                ],
+                "*",
+            ),
+            allow(
+                "TtlSchedules",
+                [
+                    "scheduler:CreateSchedule",
+                    "scheduler:UpdateSchedule",
+                    "scheduler:GetSchedule",
+                    "scheduler:DeleteSchedule",
+                    "scheduler:CreateScheduleGroup",
+                    "scheduler:GetScheduleGroup",
+                    "scheduler:TagResource",
+                ],
+                [
+                    f"{scheduler}:schedule/llmship/delete-{project}-*",
+                    f"{scheduler}:schedule-group/llmship",
+                ],
+            ),
+            allow(
+                "TtlRoles",
+                [
+                    "iam:GetRole",
+                    "iam:CreateRole",
+                    "iam:TagRole",
+                    "iam:PutRolePolicy",
+                    "iam:DeleteRolePolicy",
+                    "iam:DeleteRole",
+                ],
+                ttl_roles,
+            ),
+            allow(
+                "PassTtlRoles",
+                ["iam:PassRole"],
+                ttl_roles,
+                StringEquals={"iam:PassedToService": "scheduler.amazonaws.com"},
+            ),
+            allow(
+                "Quotas",
+                [
+                    "servicequotas:ListServiceQuotas",
+                    "servicequotas:ListAWSDefaultServiceQuotas",
+                    "servicequotas:GetServiceQuota",
+                ],
+                "*",
+            ),
+            allow(
+                "EndpointLogs",
+                [
+                    "logs:DescribeLogStreams",
+                    "logs:GetLogEvents",
+                    "logs:FilterLogEvents",
+                    "logs:DeleteLogGroup",
+                ],
+                [logs, f"{logs}:*"],
+            ),
+            allow(
+                "VpcChecks",
+                [
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeRouteTables",
+                    "ec2:DescribeVpcEndpoints",
+                ],
+                "*",
+            ),
+            allow(
+                "ProjectS3GatewayEndpoint",
+                ["ec2:CreateVpcEndpoint", "ec2:CreateTags"],
+                "*",
+                StringEquals={"aws:RequestTag/llmship:project": project},
+            ),
+            allow(
+                "DeleteProjectS3GatewayEndpoint",
+                ["ec2:DeleteVpcEndpoints"],
+                "*",
+                StringEquals={"aws:ResourceTag/llmship:project": project},
+            ),
+        ],
+    }
+
+
+def _identity(session) -> tuple[str, str]:
+    """(account id, partition) of the caller."""
+    from botocore.exceptions import ClientError
+
+    try:
+        arn = client(session, "sts").get_caller_identity()["Arn"]
+    except ClientError as exc:
+        raise translate(exc, "sts", "GetCallerIdentity") from None
+    parts = arn.split(":")
+    return parts[4], parts[1]
+
+
+def _check_owner(iam, name: str, project: str) -> None:
+    """Refuse to rewrite a role that llmship did not create for this project."""
+    from botocore.exceptions import ClientError
+
+    try:
+        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
+    except ClientError as exc:
+        raise translate(exc, "iam", "ListRoleTags", name) from None
+    if tags.get("llmship:project") != project:
+        owner = tags.get("llmship:project")
+        whose = f"llmship project {owner!r}" if owner else "something other than llmship"
+        raise DeployError(
+            f"IAM role {name} exists and belongs to {whose}, not project {project!r}; llmship "
+            "leaves it as it is: pass another role name (--role-name), or set aws.role_arn to "
+            "that role if it is meant for SageMaker"
+        )
+
+
+def _inline_policy(iam, role: str, policy: str) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        found = iam.get_role_policy(RoleName=role, PolicyName=policy)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+            return None
+        raise translate(exc, "iam", "GetRolePolicy", f"{role}/{policy}") from None
+    return _document(found["PolicyDocument"])
+
+
+def _document(document: Any) -> Any:
+    """A policy document as a dict: IAM returns it URL-encoded, boto3 usually decodes it."""
+    if isinstance(document, str):
+        return json.loads(unquote(document))
+    return document
+
+
+def _call(method, operation: str, resource: str, **kwargs) -> dict:
+    from botocore.exceptions import ClientError
+
+    try:
+        return method(**kwargs)
+    except ClientError as exc:
+        raise translate(exc, "iam", operation, resource) from None

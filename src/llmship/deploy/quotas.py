@@ -1,0 +1,98 @@
+"""Service Quotas before a create: new accounts often have no GPU endpoint quota at all,
+and SageMaker only says so after the deploy started. The plan checks first and names
+the quota to request.
+
+SageMaker's instance quotas are named "<instance type> for endpoint usage" and
+"<instance type> for training job usage". The account's applied value comes from
+ListServiceQuotas; a quota never changed in this account may be missing there, so the
+AWS default (ListAWSDefaultServiceQuotas) stands in. `ok` is False only when a quota is
+known to be lower than needed: where the quota cannot be read, the check says so and
+lets the plan go on (SageMaker refuses at create time if the limit is really short).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from llmship.aws.session import client, translate
+
+SERVICE = "sagemaker"
+USAGE_NAMES = {"endpoint": "endpoint usage", "training": "training job usage"}
+UNREADABLE = ("AccessDenied", "AccessDeniedException", "NoSuchResourceException")
+
+
+@dataclass(frozen=True)
+class QuotaCheck:
+    ok: bool
+    quota_name: str
+    quota_code: str | None
+    limit: float | None
+    needed: int
+    message: str
+
+
+def quota_name(instance_type: str, usage: Literal["endpoint", "training"] = "endpoint") -> str:
+    """The Service Quotas name of an instance type's quota for that usage."""
+    return f"{instance_type} for {USAGE_NAMES[usage]}"
+
+
+def check_instance_quota(
+    session,
+    instance_type: str,
+    count: int,
+    usage: Literal["endpoint", "training"] = "endpoint",
+) -> QuotaCheck:
+    """Whether the account's quota for `instance_type` allows `count` instances."""
+    from botocore.exceptions import ClientError
+
+    name = quota_name(instance_type, usage)
+    quotas = client(session, "service-quotas")
+    region = session.region_name
+    try:
+        found = _find(quotas, "list_service_quotas", name)
+        if found is None:
+            found = _find(quotas, "list_aws_default_service_quotas", name)
+    except ClientError as exc:
+        reason = translate(exc, "service-quotas", exc.operation_name, SERVICE)
+        if exc.response.get("Error", {}).get("Code") not in UNREADABLE:
+            raise reason from None
+        return QuotaCheck(
+            True, name, None, None, count, f"could not check the quota {name!r}: {reason}"
+        )
+    if found is None:
+        return QuotaCheck(
+            True,
+            name,
+            None,
+            None,
+            count,
+            f"no Service Quotas entry named {name!r} in {region}; SageMaker checks the limit "
+            "when the endpoint is created",
+        )
+    code, limit = found["QuotaCode"], float(found["Value"])
+    if limit >= count:
+        return QuotaCheck(
+            True, name, code, limit, count, f"quota {name!r} ({code}) is {limit:g} in {region}"
+        )
+    zero = " (new accounts start at 0 for most GPU types)" if limit == 0 else ""
+    return QuotaCheck(
+        False,
+        name,
+        code,
+        limit,
+        count,
+        f"the account's quota {name!r} ({code}) is {limit:g} in {region}{zero}, and this "
+        f"needs {count}; instances of other endpoints count too. Request an increase (it "
+        f"can take a day): aws service-quotas request-service-quota-increase --service-code "
+        f"{SERVICE} --quota-code {code} --desired-value {count} --region {region}",
+    )
+
+
+def _find(quotas, operation: str, name: str) -> dict | None:
+    """The quota named `name` among the service's quotas (every page), or None."""
+    for page in quotas.get_paginator(operation).paginate(ServiceCode=SERVICE):
+        for quota in page.get("Quotas", []):
+            if quota.get("QuotaName") == name:
+                return quota
+    return None
