@@ -166,3 +166,47 @@ def test_prepacked_cpu_linears_compute_what_the_plain_layers_do(tiny_llama, monk
         assert not torch.allclose(packed(input_ids=ids).logits, want, atol=1e-3)
     monkeypatch.setenv(DISABLE_VARIABLE, "0")
     assert pack_linears(AutoModelForCausalLM.from_pretrained(tiny_llama)) == 0
+
+
+def test_an_answer_cut_inside_a_character_ends_as_a_whole_decode_would(model):
+    """max_new_tokens may stop inside a multi-byte character: the engine's text then
+    equals tokenizer.decode of the answer (with its replacement character), as the
+    artifact's handler and transformers' generate return it."""
+    from llmship.engine.engine import RequestHandle, _Running
+
+    tokenizer = model.tokenizer
+    emoji = tokenizer.encode("ok 😀", add_special_tokens=False)
+    assert tokenizer.decode(emoji[:-1]).endswith("\ufffd")  # really split into byte tokens
+    engine = Engine(model.model, tokenizer, max_batch=1, max_len=64)
+    try:
+        for cut in (len(emoji) - 1, len(emoji)):
+            prompt = tokenizer.encode("a", add_special_tokens=False)
+            handle = RequestHandle(0, prompt, SamplingParams(max_new_tokens=cut, ignore_eos=True))
+            running = _Running(handle, 0, list(prompt))
+            running.prefix_offset = running.read_offset = len(prompt)
+            for token in emoji[:cut]:
+                engine._accept(running, token)
+            assert handle.result().text == tokenizer.decode(emoji[:cut])
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize(
+    ("preset", "want"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")], ids=["default", "explicit"]
+)
+def test_serving_processes_let_idle_openmp_workers_sleep(preset, want):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = (
+        "import os; from llmship.serve.openmp import prefer_passive_waiting as p; "
+        "first = p(); import torch; print(first, p(), os.environ['OMP_WAIT_POLICY'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["True", "False", want]  # too late once torch is loaded

@@ -11,6 +11,9 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> None:
+    from llmship.serve.openmp import prefer_passive_waiting
+
+    prefer_passive_waiting()  # the same for llmship and the baseline
     import torch
     import uvicorn
 

@@ -50,6 +50,9 @@ def serve(
 
         serve_emulated(source, emulate, host=host, port=port)
         return
+    from llmship.serve.openmp import prefer_passive_waiting
+
+    prefer_passive_waiting()
     from llmship.serve.server import serve as run_server
 
     run_server(

@@ -10,6 +10,7 @@ stop sequence, the cache length, or when its caller cancels it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -63,12 +64,6 @@ class RequestHandle:
         """Stop generating; the slot is freed at the next step."""
         self.cancelled.set()
 
-    def push(self, item: Any) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._async_queue.put_nowait, item)
-        else:
-            self._queue.put(item)
-
     def __iter__(self):
         while (item := self._queue.get()) is not _DONE:
             yield item
@@ -83,6 +78,33 @@ class RequestHandle:
 
     async def aresult(self) -> Output:
         return _join([item async for item in self.stream()])
+
+
+class _Outbox:
+    """What a step produced, handed over once per event loop at the end of the step: one
+    wake-up of the server's loop per step instead of one per token per request, so the
+    loop and the engine thread fight less over the GIL and the CPU."""
+
+    def __init__(self):
+        self._by_loop: dict[asyncio.AbstractEventLoop, list[tuple[RequestHandle, Any]]] = {}
+
+    def put(self, handle: RequestHandle, item: Any) -> None:
+        if handle._loop is None:
+            handle._queue.put(item)
+        else:
+            self._by_loop.setdefault(handle._loop, []).append((handle, item))
+
+    def flush(self) -> None:
+        for loop, items in self._by_loop.items():
+            # A closed loop raises RuntimeError: nobody is listening any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_hand_over, items)
+        self._by_loop = {}
+
+
+def _hand_over(items: list[tuple[RequestHandle, Any]]) -> None:
+    for handle, item in items:
+        handle._async_queue.put_nowait(item)
 
 
 def _join(outputs: list[Output]) -> Output:
@@ -143,6 +165,7 @@ class Engine:
         self._waiting: deque[RequestHandle] = deque()
         self._running: dict[int, _Running] = {}
         self._free = list(range(max_batch))
+        self._outbox = _Outbox()
         self._wake = threading.Condition()
         self._ids = itertools.count()
         self._stopping = False
@@ -195,8 +218,10 @@ class Engine:
                 log.exception("engine step failed")
                 for running in list(self._running.values()):
                     self._finish(running, "error", error=f"{type(exc).__name__}: {exc}")
+            self._outbox.flush()
         for running in list(self._running.values()):
             self._finish(running, "abort")
+        self._outbox.flush()
 
     def _step(self) -> None:
         for running in [r for r in self._running.values() if r.handle.cancelled.is_set()]:
@@ -208,11 +233,12 @@ class Engine:
             if handle is None:
                 break
             if handle.cancelled.is_set():
-                handle.push(Output("", "cancelled", len(handle.prompt_ids), 0))
-                handle.push(_DONE)
+                self._outbox.put(handle, Output("", "cancelled", len(handle.prompt_ids), 0))
+                self._outbox.put(handle, _DONE)
                 continue
             self._prefill(handle)
             budget -= 1
+        self._outbox.flush()  # first tokens go out now, not after the decode step
         if self._running:
             self._decode()
 
@@ -263,7 +289,7 @@ class Engine:
         if token in self.eos_ids and not params.ignore_eos:
             running.tokens.pop()
             running.generated.pop()
-            self._deliver(running, running.text)
+            self._deliver(running, running.text + self._new_text(running, final=True))
             self._finish(running, "stop")
             return
         running.text += self._new_text(running)
@@ -272,6 +298,8 @@ class Engine:
             self._deliver(running, running.text[:cut])
             self._finish(running, "stop")
         elif len(running.generated) >= params.max_new_tokens or running.length >= self.max_len:
+            # An answer cut inside a multi-byte character ends as a whole decode would.
+            running.text += self._new_text(running, final=True)
             self._deliver(running, running.text)
             self._finish(running, "length")
         else:
@@ -279,32 +307,33 @@ class Engine:
                 running, running.text[: len(running.text) - _held_back(running.text, params.stop)]
             )
 
-    def _new_text(self, running: _Running) -> str:
+    def _new_text(self, running: _Running, final: bool = False) -> str:
         """Text the newest tokens add, decoding only a short window (not the whole answer);
-        empty while they end inside a multi-byte character."""
+        empty while they end inside a multi-byte character, unless this is the `final` text."""
         decode = self.tokenizer.decode
         before = decode(
             running.tokens[running.prefix_offset : running.read_offset], skip_special_tokens=True
         )
         after = decode(running.tokens[running.prefix_offset :], skip_special_tokens=True)
-        if len(after) > len(before) and not after.endswith("\ufffd"):
+        if len(after) > len(before) and (final or not after.endswith("\ufffd")):
             running.prefix_offset, running.read_offset = running.read_offset, len(running.tokens)
             return after[len(before) :]
         return ""
 
     def _deliver(self, running: _Running, visible: str) -> None:
         if len(visible) > running.sent:
-            running.handle.push(Output(visible[running.sent :]))
+            self._outbox.put(running.handle, Output(visible[running.sent :]))
             running.sent = len(visible)
 
     def _finish(self, running: _Running, reason: str, error: str | None = None) -> None:
         if self._running.get(running.slot) is running:
             del self._running[running.slot]
             heapq.heappush(self._free, running.slot)
-        running.handle.push(
-            Output("", reason, len(running.handle.prompt_ids), len(running.generated), error)
+        self._outbox.put(
+            running.handle,
+            Output("", reason, len(running.handle.prompt_ids), len(running.generated), error),
         )
-        running.handle.push(_DONE)
+        self._outbox.put(running.handle, _DONE)
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
