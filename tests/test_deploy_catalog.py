@@ -471,13 +471,33 @@ def test_unreadable_or_missing_quota_does_not_block_the_plan(quotas):
     )
 
 
+def test_a_failing_quota_service_is_reported_not_fatal(quotas):
+    session, stub = quotas
+    stub.add_client_error("list_service_quotas", "ServiceException", "boom", 500)
+    check = check_instance_quota(session, "ml.g5.xlarge", 1)
+    assert check.ok and check.limit is None and "could not check" in check.message
+    assert "ServiceException" in check.message
+
+
 def test_other_quota_errors_are_aws_errors(quotas):
     from llmship.errors import AwsError
 
     session, stub = quotas
-    stub.add_client_error("list_service_quotas", "ServiceException", "boom", 500)
-    with pytest.raises(AwsError, match="ServiceException"):
+    stub.add_client_error("list_service_quotas", "ValidationException", "bad request", 400)
+    with pytest.raises(AwsError, match="ValidationException"):
         check_instance_quota(session, "ml.g5.xlarge", 1)
+
+
+def test_the_quota_check_gives_up_quickly_on_a_broken_service(aws_env):
+    """moto answers ListServiceQuotas with a 500: the plan must not wait through a minute
+    of retries for advice."""
+    import time
+
+    session = boto3.session.Session(region_name="us-west-2")
+    started = time.monotonic()
+    check = check_instance_quota(session, "ml.g5.xlarge", 1)
+    assert check.ok and "could not check" in check.message
+    assert time.monotonic() - started < 10
 
 
 def _names() -> list[str]:

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import typer
 
-from llmship.cli import bench_cmd, config_cmd, data_cmd, model_cmd, package_cmd, run_cmd, serve_cmd
+from llmship.cli import (
+    aws_cmd,
+    bench_cmd,
+    config_cmd,
+    data_cmd,
+    deploy_cmd,
+    invoke_cmd,
+    model_cmd,
+    package_cmd,
+    run_cmd,
+    serve_cmd,
+)
 from llmship.cli._common import fail, quiet_libraries
 from llmship.errors import LlmshipError
 
@@ -22,9 +33,12 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(bench_cmd.app, name="bench")
+app.add_typer(aws_cmd.app, name="aws")
 run_cmd.register(app)
 package_cmd.register(app)
 serve_cmd.register(app)
+invoke_cmd.register(app)
+deploy_cmd.register(app)
 
 
 def main() -> None:

@@ -48,6 +48,12 @@ NEXT_STEP = {
     "TrainError": "fix the train.* settings; a run can continue with `llmship train --resume`",
     "EvalError": "check the run directory; `llmship train` writes one",
     "PackageError": "fix the artifact or its model directory, then `llmship validate` it",
+    "DeployError": "fix the deploy.* / aws.* settings named above; `llmship deploy --plan` "
+    "shows what would happen without creating anything",
+    "AwsError": "check the credentials, region and permissions named above "
+    "(`llmship aws bootstrap` prints the policy a deploying user needs)",
+    "StateError": "the state store is under $LLMSHIP_HOME (default ~/.llmship); "
+    "`llmship status --refresh` reconciles it with AWS",
 }
 
 

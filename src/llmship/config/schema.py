@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+DURATION_PATTERN = r"^\s*(\d+\s*[mhdMHD]\s*)+$"
 
 
 class Section(BaseModel):
@@ -221,14 +224,259 @@ class PackageConfig(Section):
     )
 
 
+class ServerlessSettings(Section):
+    memory_mb: int = Field(
+        2048,
+        ge=1024,
+        le=6144,
+        multiple_of=1024,
+        description="Memory of each serverless worker: 1024-6144 MB in 1024 MB steps (vCPUs "
+        "scale with it); the model's weights must fit with room to run.",
+    )
+    max_concurrency: int = Field(
+        5, ge=1, le=200, description="Requests served at once before throttling (1-200)."
+    )
+    provisioned_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=200,
+        description="Workers kept warm (no cold starts, billed while provisioned); at most "
+        "max_concurrency. None: none kept warm.",
+    )
+
+    @model_validator(mode="after")
+    def _provisioned_within_max(self) -> ServerlessSettings:
+        if self.provisioned_concurrency and self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError(
+                f"provisioned_concurrency ({self.provisioned_concurrency}) exceeds "
+                f"max_concurrency ({self.max_concurrency})"
+            )
+        return self
+
+
+class AsyncSettings(Section):
+    output_path: str | None = Field(
+        None,
+        pattern=S3_URI_PATTERN,
+        description="S3 prefix for responses (default: s3://<aws.bucket>/llmship/<project>/"
+        "<deployment>/async-output/).",
+    )
+    failure_path: str | None = Field(
+        None,
+        pattern=S3_URI_PATTERN,
+        description="S3 prefix for error responses (default: beside output_path, async-failures/).",
+    )
+    max_concurrent_invocations: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Requests each instance works on at once (default: SageMaker's choice).",
+    )
+    sns_success_topic: str | None = Field(
+        None, description="SNS topic ARN notified when a response is written (optional)."
+    )
+    sns_error_topic: str | None = Field(
+        None, description="SNS topic ARN notified when a request fails (optional)."
+    )
+
+
+class VpcSettings(Section):
+    subnets: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Subnet ids the model runs in (1-16; empty: no VPC). The subnets need an S3 "
+        "gateway endpoint or a NAT route to download the model; the plan checks.",
+    )
+    security_groups: list[str] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Security group ids for the model's network interfaces (1-5 with subnets).",
+    )
+    create_s3_endpoint: bool = Field(
+        False,
+        description="Add an S3 gateway endpoint to the subnets' route tables when they have "
+        "neither one nor a NAT route (tagged; destroyed with the deployment).",
+    )
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> VpcSettings:
+        if bool(self.subnets) != bool(self.security_groups):
+            raise ValueError("give both subnets and security_groups (or neither: no VPC)")
+        return self
+
+
+class AutoscalingSettingsConfig(Section):
+    enabled: bool = Field(False, description="Scale the instance count with the load.")
+    min: int = Field(1, ge=0, le=1000, description="Fewest instances (0 only for async endpoints).")
+    max: int = Field(2, ge=1, le=1000, description="Most instances.")
+    target_invocations_per_instance: float = Field(
+        100.0,
+        gt=0,
+        description="Target tracking goal: invocations per instance per minute (async: "
+        "backlog per instance).",
+    )
+    scale_in_cooldown: int = Field(
+        300, ge=0, le=86400, description="Seconds after a scale-in before the next one."
+    )
+    scale_out_cooldown: int = Field(
+        60, ge=0, le=86400, description="Seconds after a scale-out before the next one."
+    )
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> AutoscalingSettingsConfig:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class UpdateSettings(Section):
+    strategy: Literal["all-at-once", "canary", "linear"] = Field(
+        "all-at-once",
+        description="How a re-deploy shifts traffic to the new model (blue/green): all at once, "
+        "a canary share first, or linear steps.",
+    )
+    canary_percent: int = Field(
+        10,
+        ge=1,
+        le=50,
+        description="canary: share of capacity (1-50%) that gets the new model first.",
+    )
+    linear_step_percent: int = Field(
+        20,
+        ge=10,
+        le=50,
+        description="linear: share of capacity (10-50%) moved at each step.",
+    )
+    wait_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description="Baking time after each shift, while the alarms are watched.",
+    )
+    alarms: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="CloudWatch alarm names; one going off rolls the update back.",
+    )
+
+
 class DeployConfig(Section):
-    target: Literal["local"] = Field("local", description="Where the model is served.")
+    target: Literal["local", "sagemaker"] = Field(
+        "local",
+        description="Where the model is served: local (a background `llmship serve` on this "
+        "machine) or sagemaker (an endpoint in aws.region).",
+    )
     name: str | None = Field(
         None,
-        max_length=63,
+        max_length=48,
         pattern=NAME_PATTERN,
-        description="Deployment name (default: <project>-<run>); AWS resources derive from it.",
+        description="Deployment name, the endpoint's name (default: <project>-<run>); letters, "
+        "digits and hyphens, at most 48 so versioned model names stay within 63.",
     )
+    kind: Literal["realtime", "serverless", "async"] = Field(
+        "realtime",
+        description="realtime (instances, 6 MB / 60 s per request), serverless (per-request "
+        "billing, CPU only, 4 MB / 60 s) or async (S3 payloads up to 1 GB, up to an hour).",
+    )
+    container: Literal["huggingface", "tgi", "lmi"] = Field(
+        "huggingface",
+        description="Serving container: huggingface (llmship's own artifact), tgi (Text "
+        "Generation Inference) or lmi (vLLM through DJL).",
+    )
+    model_data: str | None = Field(
+        None,
+        pattern=S3_URI_PATTERN,
+        description="Serve this S3 artifact instead of the run's: a model.tar.gz URI, or a "
+        "prefix ending in / holding the uncompressed files.",
+    )
+    model_package_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$",
+        description="Serve a Model Registry or AWS Marketplace model package by ARN instead.",
+    )
+    hub_model_id: str | None = Field(
+        None,
+        description="tgi / lmi: serve this Hugging Face hub model id instead (downloaded by "
+        "the container).",
+    )
+    instance_type: str | None = Field(
+        None,
+        description="e.g. ml.g5.xlarge (default: the cheapest that fits the model, context and "
+        "concurrency; the plan says why).",
+    )
+    instance_count: int = Field(1, ge=1, le=100, description="Instances behind the endpoint.")
+    concurrency: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description="Requests the instance must hold KV cache for at once (sizing only).",
+    )
+    volume_size_gb: int | None = Field(
+        None,
+        ge=1,
+        le=512,
+        description="EBS volume per instance in GB (not for instance types with NVMe storage; "
+        "default: SageMaker's).",
+    )
+    startup_health_check_timeout_s: int | None = Field(
+        None,
+        ge=60,
+        le=3600,
+        description="Seconds the container may take to pass /ping after it starts (60-3600).",
+    )
+    model_download_timeout_s: int | None = Field(
+        None,
+        ge=60,
+        le=3600,
+        description="Seconds allowed to download the model onto an instance (60-3600).",
+    )
+    serverless: ServerlessSettings = Field(
+        default_factory=ServerlessSettings, description="kind: serverless settings."
+    )
+    async_inference: AsyncSettings = Field(
+        default_factory=AsyncSettings, description="kind: async settings."
+    )
+    vpc: VpcSettings = Field(
+        default_factory=VpcSettings, description="Run the model inside your VPC (optional)."
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Extra container environment variables (at most 100 in all); never put "
+        "secrets here: DescribeModel shows them.",
+    )
+    ttl: str | None = Field(
+        None,
+        pattern=DURATION_PATTERN,
+        description="Delete the endpoint after this long (e.g. 8h, 2d), scheduled in AWS so it "
+        "happens even when this machine is off (--ttl).",
+    )
+    autoscaling: AutoscalingSettingsConfig = Field(
+        default_factory=AutoscalingSettingsConfig,
+        description="Target-tracking autoscaling (Application Auto Scaling).",
+    )
+    update: UpdateSettings = Field(
+        default_factory=UpdateSettings,
+        description="How re-deploying a live endpoint rolls out (blue/green).",
+    )
+    budget_per_hour: float | None = Field(
+        None,
+        gt=0,
+        description="Most USD per hour the recommended instances may cost (sizing only).",
+    )
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> DeployConfig:
+        given = [
+            key
+            for key in ("model_data", "model_package_arn", "hub_model_id")
+            if getattr(self, key) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one model source, not {' and '.join(given)}")
+        if self.hub_model_id is not None and self.container == "huggingface":
+            raise ValueError("hub_model_id needs container tgi or lmi")
+        return self
 
 
 class AwsConfig(Section):

@@ -1,1 +1,2 @@
-"""Deployment targets (local, SageMaker) behind one interface: plan, apply, status, invoke, destroy."""
+"""Deployment targets (local, SageMaker) behind one interface: plan, apply, status,
+invoke, destroy."""

@@ -15,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from llmship.aws.session import client, translate
+from llmship.aws.session import client_config, translate
 
 SERVICE = "sagemaker"
 USAGE_NAMES = {"endpoint": "endpoint usage", "training": "training job usage"}
 UNREADABLE = ("AccessDenied", "AccessDeniedException", "NoSuchResourceException")
+# The check is advice for the plan, so a failing Service Quotas API must not hold the plan
+# up for a minute of retries: two tries, then "could not check".
+QUICK_RETRIES = {"max_attempts": 2, "mode": "standard"}
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,13 @@ def check_instance_quota(
     usage: Literal["endpoint", "training"] = "endpoint",
 ) -> QuotaCheck:
     """Whether the account's quota for `instance_type` allows `count` instances."""
+    from botocore.config import Config
     from botocore.exceptions import ClientError
 
     name = quota_name(instance_type, usage)
-    quotas = client(session, "service-quotas")
+    quotas = session.client(
+        "service-quotas", config=client_config().merge(Config(retries=QUICK_RETRIES))
+    )
     region = session.region_name
     try:
         found = _find(quotas, "list_service_quotas", name)
@@ -55,7 +61,9 @@ def check_instance_quota(
             found = _find(quotas, "list_aws_default_service_quotas", name)
     except ClientError as exc:
         reason = translate(exc, "service-quotas", exc.operation_name, SERVICE)
-        if exc.response.get("Error", {}).get("Code") not in UNREADABLE:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if error.get("Code") not in UNREADABLE and status < 500:
             raise reason from None
         return QuotaCheck(
             True, name, None, None, count, f"could not check the quota {name!r}: {reason}"

@@ -1,12 +1,15 @@
-"""SageMaker's invocation limits per endpoint kind, enforced locally too."""
+"""SageMaker's invocation limits per endpoint kind, enforced locally too.
+
+The numbers come from the deploy table (llmship.deploy.limits), so the local server and
+the plan never disagree; only the kinds answered synchronously are served here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmship.deploy.limits import LIMITS as KIND_LIMITS
 from llmship.errors import ConfigError
-
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -17,8 +20,10 @@ class EndpointLimits:
 
 
 LIMITS = {
-    "realtime": EndpointLimits("realtime", 6 * MB, 60.0),
-    "serverless": EndpointLimits("serverless", 4 * MB, 60.0),
+    kind: EndpointLimits(
+        kind, KIND_LIMITS[kind].max_payload_bytes, float(KIND_LIMITS[kind].timeout_s)
+    )
+    for kind in ("realtime", "serverless")
 }
 
 

@@ -1,18 +1,32 @@
-"""ROUGE evaluation of a trained run on its held-out split."""
+"""ROUGE evaluation of a trained run on its held-out split.
+
+Scoring is one code path; where the predictions come from is a Generator passed in:
+the run's model on this machine (the default), or a deployed endpoint answering the
+same rows through sagemaker-runtime (`llmship eval --target sagemaker`), so a deployed
+model is judged by exactly the numbers its local twin was.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
-from llmship.config.schema import EvalConfig
+from llmship.config.schema import EvalConfig, GenerationConfig
+from llmship.data.formatting import PromptFormat
 from llmship.data.prepare import read_channel
 from llmship.errors import EvalError
-from llmship.models.generation import generate, load_finetuned
+from llmship.models.info import MODEL_INFO
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir
 from llmship.train.plots import plot_loss
+
+# Rows of fields in, one completion per row out, in order.
+Generator = Callable[[list[dict[str, Any]]], list[str]]
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -29,6 +43,7 @@ class EvalReport:
     generation: dict
     model_dir: str
     seconds: float
+    target: str = "local"
 
 
 def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
@@ -44,8 +59,17 @@ def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, flo
     return {name: round(total / count, 4) for name, total in totals.items()}
 
 
-def evaluate(run: RunDir, eval_cfg: EvalConfig, reporter: Reporter | None = None) -> EvalReport:
-    """Generate for the run's eval split, score with ROUGE, write report, predictions, plot."""
+def evaluate(
+    run: RunDir,
+    eval_cfg: EvalConfig,
+    reporter: Reporter | None = None,
+    generator: Generator | None = None,
+    target: str = "local",
+) -> EvalReport:
+    """Generate for the run's eval split, score with ROUGE, write report, predictions, plot.
+
+    `generator` (default: the run's model, loaded here) answers each batch of rows;
+    `target` names where it runs, in the report and in where the report goes."""
     reporter = reporter or RecordingReporter()
     started = time.perf_counter()
     rows = read_channel(run.channel(eval_cfg.split), eval_cfg.split)
@@ -53,14 +77,14 @@ def evaluate(run: RunDir, eval_cfg: EvalConfig, reporter: Reporter | None = None
         rows = rows[: eval_cfg.max_samples]
     if not rows:
         raise EvalError(f"the {eval_cfg.split} split of {run.root} is empty; nothing to score")
-    model = load_finetuned(run.model)
-    output_field = model.prompt_format.output_field
+    output_field = prompt_format_of(run).output_field
+    generator = generator or local_generator(run, eval_cfg.generation)
     predictions: list[str] = []
-    reporter.start("eval", len(rows))
+    reporter.start(f"eval ({target})", len(rows))
     try:
         for start in range(0, len(rows), eval_cfg.batch_size):
             batch = rows[start : start + eval_cfg.batch_size]
-            predictions += generate(model, [row.fields for row in batch], eval_cfg.generation)
+            predictions += generator([row.fields for row in batch])
             reporter.update(len(predictions))
     finally:
         reporter.finish()
@@ -72,16 +96,89 @@ def evaluate(run: RunDir, eval_cfg: EvalConfig, reporter: Reporter | None = None
         generation=eval_cfg.generation.model_dump(),
         model_dir=str(run.model),
         seconds=round(time.perf_counter() - started, 2),
+        target=target,
         **scores,
     )
     _write(run, report, rows, predictions, references)
     return report
 
 
+def report_paths(run: RunDir, target: str = "local") -> tuple[Path, Path]:
+    """(report, predictions) of an evaluation: the run's own for local, else beside them
+    under eval/<target>/, so scoring an endpoint never overwrites the local scores."""
+    if target == "local":
+        return run.eval_report, run.predictions
+    folder = run.eval_report.parent / target
+    return folder / run.eval_report.name, folder / run.predictions.name
+
+
+def prompt_format_of(run: RunDir) -> PromptFormat:
+    """The prompt format the run's model was trained with (from its llmship.json)."""
+    path = run.model / MODEL_INFO
+    if not path.is_file():
+        raise EvalError(f"{run.root} has no trained model ({path} is missing); train it first")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    return PromptFormat.from_dict(info["prompt_format"])
+
+
+def local_generator(run: RunDir, params: GenerationConfig) -> Generator:
+    """The run's model on this machine, loaded once."""
+    from llmship.models.generation import generate, load_finetuned
+
+    model = load_finetuned(run.model)
+    return lambda rows: generate(model, rows, params)
+
+
+def endpoint_parameters(params: GenerationConfig) -> dict[str, Any]:
+    """Toolkit request parameters for `params`: sampling knobs only when sampling, beams
+    only when searching (so endpoints that know neither are not sent them)."""
+    sent: dict[str, Any] = {
+        "max_new_tokens": params.max_new_tokens,
+        "do_sample": params.do_sample,
+        "repetition_penalty": params.repetition_penalty,
+    }
+    if params.do_sample:
+        sent.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+    if params.num_beams != 1:
+        sent["num_beams"] = params.num_beams
+    return sent
+
+
+def endpoint_generator(
+    runtime, endpoint_name: str, input_field: str, params: GenerationConfig, workers: int = 4
+) -> Generator:
+    """Each row's input field sent to the endpoint as a toolkit payload, one request per
+    row (what every toolkit-style container accepts), up to `workers` at once."""
+    from llmship.deploy.invoke import generated_text, invoke, prompt_body
+
+    parameters = endpoint_parameters(params)
+
+    def one(fields: dict[str, Any]) -> str:
+        if input_field not in fields:
+            raise EvalError(f"an eval row has no {input_field!r} field to send the endpoint")
+        answer = invoke(
+            runtime, endpoint_name, body=prompt_body(str(fields[input_field]), parameters)
+        )
+        text = generated_text(answer.body)
+        if text is None:
+            raise EvalError(
+                f"endpoint {endpoint_name} did not answer in the Hugging Face toolkit shape "
+                f'[{{"generated_text": ...}}]: {answer.body[:200]!r}'
+            )
+        return text
+
+    def generate_rows(rows: list[dict[str, Any]]) -> list[str]:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(rows)))) as pool:
+            return list(pool.map(one, rows))
+
+    return generate_rows
+
+
 def _write(run: RunDir, report: EvalReport, rows, predictions, references) -> None:
-    run.eval_report.parent.mkdir(parents=True, exist_ok=True)
-    run.eval_report.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    with run.predictions.open("w", encoding="utf-8") as handle:
+    report_path, predictions_path = report_paths(run, report.target)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    with predictions_path.open("w", encoding="utf-8") as handle:
         for row, prediction, reference in zip(rows, predictions, references, strict=True):
             handle.write(
                 json.dumps(

@@ -1,0 +1,228 @@
+"""`llmship deploy`, `llmship status` and `llmship destroy`: thin over llmship.deploy."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from llmship.cli._common import ConfigOption, OutputOption, SetOption, console, load
+from llmship.config.loader import DEFAULT_CONFIG_NAME
+from llmship.errors import DeployError
+
+
+def _confirm(question: str, yes: bool, what: str) -> None:
+    """Go on with --yes, ask on a terminal, refuse (clearly) anywhere else."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise DeployError(f"{what}; not a terminal to ask on: pass --yes to confirm")
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+def _aws_settings(config: Path | None, overrides: list[str] | None):
+    """The aws section of llmship.yaml when there is one (status and destroy work anywhere)."""
+    from llmship.config.schema import AwsConfig
+
+    if config is None and not Path(DEFAULT_CONFIG_NAME).is_file():
+        return AwsConfig()
+    return load(config, overrides).config.aws
+
+
+def deploy(
+    run: Annotated[
+        str | None,
+        typer.Argument(
+            help="Run directory, run id or 'latest' (none: deploy.model_data, "
+            "model_package_arn or hub_model_id).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    output: OutputOption = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="local or sagemaker (default: deploy.target).", show_default=False),
+    ] = None,
+    plan_only: Annotated[
+        bool,
+        typer.Option("--plan", help="Show what would be created and its cost; create nothing."),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Create resources billed by the hour without asking."),
+    ] = False,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete the endpoint after this long, e.g. 8h (scheduled in AWS).",
+            show_default=False,
+        ),
+    ] = None,
+    create_s3_endpoint: Annotated[
+        bool,
+        typer.Option(
+            "--create-s3-endpoint",
+            help="VPC deploys: add an S3 gateway endpoint when the subnets cannot reach S3.",
+        ),
+    ] = False,
+) -> None:
+    """Deploy a run's model (or an S3 artifact, model package or hub model): show the plan
+    and its price, ask, create, wait until it serves.
+
+    Examples: llmship deploy latest --target sagemaker --plan | llmship deploy latest --ttl 8h
+    """
+    from llmship.deploy.plan import render
+    from llmship.deploy.target import get_target, request_for
+    from llmship.progress import RichReporter
+    from llmship.runs import find_run
+    from llmship.state import StateStore
+
+    overrides = list(set_ or [])
+    if target:
+        overrides.append(f"deploy.target={target}")
+    if ttl:
+        overrides.append(f"deploy.ttl={ttl}")
+    if create_s3_endpoint:
+        overrides.append("deploy.vpc.create_s3_endpoint=true")
+    loaded = load(config, overrides)
+    found = find_run(loaded, run, output) if run else None
+    request = request_for(loaded, found)
+    chosen = get_target(loaded.config.deploy.target, StateStore(), loaded.config.aws)
+    plan = chosen.plan(request)
+    console.print(render(plan))
+    if plan_only:
+        return
+    plan.check()
+    if plan.bills_hourly:
+        price = plan.cost.describe()
+        _confirm(
+            f"Create {plan.deployment} at {price}?",
+            yes,
+            f"deploying {plan.deployment} creates resources billed by the hour ({price})",
+        )
+    deployed = chosen.apply(plan, reporter=RichReporter())
+    console.print(f"[green]{deployed.deployment}[/] is {deployed.status} at {deployed.address}")
+    for message in deployed.messages:
+        console.print(message)
+    console.print(f"next: llmship invoke {deployed.deployment} --prompt '...'")
+
+
+def status(
+    refresh: Annotated[
+        bool, typer.Option(help="Check every recorded resource in AWS; forget what is gone.")
+    ] = False,
+    idle: Annotated[
+        float | None,
+        typer.Option(
+            help="Flag endpoints with no invocations in this many hours.", show_default=False
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """List recorded deployments with their live state, instance, price, spend and TTL.
+
+    Examples: llmship status | llmship status --refresh --idle 24
+    """
+    from llmship.deploy.target import get_target, recorded, target_of
+    from llmship.state import StateStore
+
+    store = StateStore()
+    aws = _aws_settings(config, set_)
+    table = Table(
+        "deployment", "target", "state", "instance", "per hour", "spent", "ttl left", "at"
+    )
+    notes = []
+    for deployment, resources in recorded(store).items():
+        chosen = get_target(target_of(resources), store, aws)
+        if refresh:
+            for gone in chosen.refresh(resources):
+                notes.append(f"{deployment}: {gone.kind} {gone.name} no longer exists; forgotten")
+            resources = store.resources(deployment)
+            if not resources:
+                continue
+        row = chosen.status(deployment, resources, idle_hours=idle)
+        state = f"[yellow]{row.state} (idle)[/]" if row.idle else row.state
+        table.add_row(
+            row.deployment,
+            row.target,
+            state,
+            row.instance,
+            "-" if row.hourly_usd is None else f"${row.hourly_usd:.2f}",
+            "-" if row.spent_usd is None else f"${row.spent_usd:.2f}",
+            _duration(row.ttl_left),
+            row.address,
+        )
+        notes += [f"{deployment}: {note}" for note in row.notes]
+    if not table.rows:
+        console.print("no deployments recorded")
+    else:
+        console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
+
+
+def _duration(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    minutes = int(value.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def destroy(
+    name: Annotated[
+        str | None, typer.Argument(help="The deployment to remove.", show_default=False)
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every recorded deployment.")] = False,
+    purge: Annotated[
+        bool, typer.Option(help="Also delete the uploaded artifacts and the endpoint's logs.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Delete a deployment's endpoint, configs, models, scaling, TTL schedule and S3 gateway
+    endpoint (and with --purge its artifacts and logs). Safe to run again.
+
+    Examples: llmship destroy my-project-20260101-120000 | llmship destroy --all --yes
+    """
+    from llmship.deploy.target import get_target, recorded, target_of
+    from llmship.state import StateStore
+
+    if bool(name) == all_:
+        raise DeployError("give a deployment name or --all (not both); `llmship status` lists them")
+    store = StateStore()
+    deployments = recorded(store)
+    names = list(deployments) if all_ else [name]
+    if name and name not in deployments:
+        console.print(f"nothing recorded for {name}: already gone")
+        return
+    if not names:
+        console.print("no deployments recorded")
+        return
+    listing = ", ".join(names)
+    _confirm(f"Delete {listing}?", yes, f"destroy deletes {listing}")
+    aws = _aws_settings(config, set_)
+    for deployment in names:
+        chosen = get_target(target_of(deployments[deployment]), store, aws)
+        for line in chosen.destroy(deployment, purge=purge):
+            console.print(f"deleted {line}", highlight=False)
+        left = store.resources(deployment)
+        if left:
+            kept = ", ".join(f"{r.kind} {r.name}" for r in left)
+            console.print(f"{deployment}: kept {kept} (--purge deletes artifacts)", highlight=False)
+        else:
+            console.print(f"[green]{deployment} is gone[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+    app.command("status")(status)
+    app.command("destroy")(destroy)

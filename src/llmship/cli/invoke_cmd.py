@@ -1,0 +1,242 @@
+"""`llmship invoke`: ask a deployed model, print its answer (or write it to a file)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmship.cli._common import ConfigOption, SetOption, err_console, load
+from llmship.config.loader import DEFAULT_CONFIG_NAME, LoadedConfig
+from llmship.errors import AwsError, ConfigError, DeployError
+
+# The placeholder region for a client that only talks to --endpoint-url.
+LOCAL_REGION = "us-east-1"
+
+
+def invoke_command(
+    name: Annotated[str, typer.Argument(help="The deployment (its endpoint's name).")],
+    prompt: Annotated[
+        str | None,
+        typer.Option(
+            help='Text sent as the Hugging Face payload {"inputs": TEXT, "parameters": ...}.',
+            show_default=False,
+        ),
+    ] = None,
+    body: Annotated[
+        Path | None,
+        typer.Option(
+            help="Send this file as the request body as it is ('-': standard input), for "
+            "models with their own payload schema.",
+            show_default=False,
+        ),
+    ] = None,
+    content_type: Annotated[
+        str, typer.Option(help="Content type of the body.")
+    ] = "application/json",
+    accept: Annotated[
+        str | None,
+        typer.Option(
+            help="Content type to ask the answer in (not with --stream).", show_default=False
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --prompt: a generation parameter, k=v, the value read as JSON "
+            "(--param max_new_tokens=64 --param do_sample=true). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    stream: Annotated[
+        bool, typer.Option(help="Print the answer piece by piece as the model writes it.")
+    ] = False,
+    async_: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Asynchronous endpoint: upload the body to S3 (aws.bucket), invoke, and wait "
+            "for the answer in the endpoint's S3 output path.",
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the answer's raw body to this file (default: print the answer).",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Send the call here instead of SageMaker (e.g. a local `llmship serve`).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Invoke a deployed model through sagemaker-runtime and print what it answers.
+
+    Examples: llmship invoke my-model --prompt "Anna: lunch at 1?" --stream |
+    llmship invoke market-model --body req.json --content-type application/json --output out.json
+    """
+    from llmship.deploy.invoke import invoke, invoke_async, invoke_stream
+
+    if stream and async_:
+        raise typer.BadParameter("choose one of --stream and --async", param_hint="--stream")
+    if stream and accept:
+        raise typer.BadParameter("streams arrive as the model writes them", param_hint="--accept")
+    loaded = _load_if_present(config, set_)
+    payload = _payload(prompt, body, param)
+    runtime = runtime_client(loaded, endpoint_url)
+    if stream:
+        _write_stream(invoke_stream(runtime, name, body=payload, content_type=content_type), output)
+        return
+    if async_:
+        s3, location = _async_input(loaded, name, content_type)
+        err_console.print(f"input: {location}; waiting for the answer", highlight=False)
+        result = invoke_async(
+            runtime, s3, name, body=payload, input_location=location, content_type=content_type
+        )
+        err_console.print(f"answer: {result.output_location}", highlight=False)
+        _write_answer(result.body or b"", output)
+        return
+    answer = invoke(runtime, name, body=payload, content_type=content_type, accept=accept)
+    _write_answer(answer.body, output)
+
+
+def runtime_client(loaded: LoadedConfig | None, endpoint_url: str | None = None):
+    """A sagemaker-runtime client: the config's session (profile, region, assumed role)
+    when there is a config, else the default chain; unsigned when it only talks to a
+    local --endpoint-url and no credentials are around."""
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    from llmship.aws.session import client_config
+
+    session = _session(loaded, local=endpoint_url is not None)
+    region = session.region_name or (LOCAL_REGION if endpoint_url else None)
+    if region is None:
+        raise AwsError("no AWS region: set aws.region in llmship.yaml, or AWS_REGION")
+    options = Config(read_timeout=120)
+    if endpoint_url and session.get_credentials() is None:
+        options = options.merge(Config(signature_version=UNSIGNED))
+    return session.client(
+        "sagemaker-runtime",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=client_config().merge(options),
+    )
+
+
+def _session(loaded: LoadedConfig | None, local: bool):
+    import boto3
+
+    from llmship.aws.session import make_session
+
+    if loaded is None:
+        return boto3.Session()
+    try:
+        return make_session(loaded.config.aws)
+    except AwsError:
+        if local:  # a local server needs neither a region nor the configured account
+            return boto3.Session()
+        raise
+
+
+def _load_if_present(config: Path | None, overrides: list[str] | None) -> LoadedConfig | None:
+    """The config when given or when ./llmship.yaml exists; invoking needs none."""
+    if config is None and not Path(DEFAULT_CONFIG_NAME).is_file():
+        if overrides:
+            raise ConfigError(f"--set needs a config file and there is no {DEFAULT_CONFIG_NAME}")
+        return None
+    return load(config, overrides)
+
+
+def _payload(prompt: str | None, body: Path | None, params: list[str] | None) -> bytes:
+    from llmship.deploy.invoke import prompt_body
+
+    if (prompt is None) == (body is None):
+        raise typer.BadParameter("give exactly one of --prompt and --body", param_hint="--prompt")
+    if body is not None:
+        if params:
+            raise typer.BadParameter("--param goes with --prompt", param_hint="--param")
+        if str(body) == "-":
+            return sys.stdin.buffer.read()
+        if not body.is_file():
+            raise typer.BadParameter(f"{body} is not a file", param_hint="--body")
+        return body.read_bytes()
+    return prompt_body(prompt, parse_params(params or []))
+
+
+def parse_params(items: Iterable[str]) -> dict:
+    """k=v pairs; each value read as JSON (numbers, true/false, lists), else kept as text."""
+    parameters = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r}: expected k=v", param_hint="--param")
+        try:
+            parameters[key.strip()] = json.loads(value)
+        except ValueError:
+            parameters[key.strip()] = value
+    return parameters
+
+
+def _async_input(loaded: LoadedConfig | None, name: str, content_type: str):
+    """The S3 client and a fresh input key under the deployment's prefix in aws.bucket."""
+    from llmship.aws.session import client
+    from llmship.deploy.names import artifact_prefix
+
+    if loaded is None or not loaded.config.aws.bucket:
+        raise DeployError(
+            "--async uploads the request to S3: set aws.bucket in llmship.yaml (the "
+            "deployment's bucket), or run where that config is"
+        )
+    cfg = loaded.config
+    suffix = ".json" if "json" in content_type else ".bin"
+    key = f"{artifact_prefix(cfg.project.name, name)}async-input/{uuid.uuid4().hex}{suffix}"
+    s3 = client(_session(loaded, local=False), "s3")
+    return s3, f"s3://{cfg.aws.bucket}/{key}"
+
+
+def _write_answer(data: bytes, output: Path | None) -> None:
+    """The raw body to --output; else the generated text, or the body as text."""
+    from llmship.deploy.invoke import generated_text
+
+    if output is not None:
+        output.write_bytes(data)
+        err_console.print(f"wrote {len(data):,} bytes to {output}", highlight=False)
+        return
+    text = generated_text(data)
+    sys.stdout.write((text if text is not None else data.decode("utf-8", "replace")) + "\n")
+    sys.stdout.flush()
+
+
+def _write_stream(parts: Iterable[bytes], output: Path | None) -> None:
+    """Each part to --output as it comes, or its text to the terminal as it comes."""
+    from llmship.deploy.invoke import stream_text
+
+    if output is not None:
+        written = 0
+        with output.open("wb") as handle:
+            for part in parts:
+                handle.write(part)
+                handle.flush()
+                written += len(part)
+        err_console.print(f"wrote {written:,} bytes to {output}", highlight=False)
+        return
+    for piece in stream_text(parts):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("invoke")(invoke_command)

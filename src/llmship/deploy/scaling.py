@@ -1,0 +1,279 @@
+"""Endpoint autoscaling through Application Auto Scaling: min, max, a target, cooldowns.
+
+The variant's instance count is a scalable target; a target-tracking policy keeps a
+metric per instance near its target. Real-time endpoints track
+SageMakerVariantInvocationsPerInstance (invocations per instance per minute) and keep
+at least one instance. Asynchronous endpoints may scale to zero, so they track what
+AWS documents for them, ApproximateBacklogSizePerInstance (queued requests per
+instance; the target's value is read as that), and add a step policy on a CloudWatch
+alarm over HasBacklogWithoutCapacity: without it an endpoint at zero instances waits
+until the backlog alone exceeds the target before it starts an instance.
+
+Every call here is an upsert (register, put policy, put alarm), so configuring twice
+changes settings without duplicates; removing twice is a no-op. Deregister before
+deleting the endpoint: a target left behind keeps failing scaling activities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmship.aws.session import client, translate
+from llmship.errors import DeployError
+from llmship.state import StateStore
+
+NAMESPACE = "sagemaker"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+TARGET_KIND = "autoscaling:target"
+POLICY_KIND = "autoscaling:policy"
+ALARM_KIND = "cloudwatch:alarm"
+KEY = "deploy.autoscaling"
+
+
+@dataclass(frozen=True)
+class AutoscalingSettings:
+    min_capacity: int
+    max_capacity: int
+    target_invocations_per_instance: float
+    scale_in_cooldown: int = 300
+    scale_out_cooldown: int = 60
+
+
+def resource_id(endpoint_name: str, variant_name: str = "AllTraffic") -> str:
+    """Application Auto Scaling's id for an endpoint variant."""
+    return f"endpoint/{endpoint_name}/variant/{variant_name}"
+
+
+def policy_names(endpoint_name: str, asynchronous: bool) -> list[str]:
+    """The policies llmship puts on an endpoint: target tracking, then scale-from-zero."""
+    if asynchronous:
+        return [f"{endpoint_name}-backlog-per-instance", f"{endpoint_name}-scale-from-zero"]
+    return [f"{endpoint_name}-invocations-per-instance"]
+
+
+def alarm_name(endpoint_name: str) -> str:
+    """The alarm that starts an instance for a backlog when there are none."""
+    return f"llmship-{endpoint_name}-backlog-without-capacity"
+
+
+def validate(settings: AutoscalingSettings, asynchronous: bool = False) -> None:
+    """Refuse settings AWS would refuse, or that cannot serve, before anything is created."""
+    floor = 0 if asynchronous else 1
+    if settings.min_capacity < floor:
+        why = "" if asynchronous else " (only asynchronous endpoints scale to zero)"
+        raise DeployError(f"{KEY}.min is {settings.min_capacity}; it must be at least {floor}{why}")
+    if settings.max_capacity < max(settings.min_capacity, 1):
+        raise DeployError(
+            f"{KEY}.max ({settings.max_capacity}) must be at least 1 and at least "
+            f"{KEY}.min ({settings.min_capacity})"
+        )
+    if settings.target_invocations_per_instance <= 0:
+        raise DeployError(
+            f"{KEY}.target_invocations_per_instance must be above 0 "
+            f"(got {settings.target_invocations_per_instance})"
+        )
+    for field in ("scale_in_cooldown", "scale_out_cooldown"):
+        if getattr(settings, field) < 0:
+            raise DeployError(f"{KEY}.{field} is a number of seconds, 0 or more")
+
+
+def configure_autoscaling(
+    session,
+    *,
+    endpoint_name: str,
+    settings: AutoscalingSettings,
+    variant_name: str = "AllTraffic",
+    asynchronous: bool = False,
+    store: StateStore,
+    deployment: str,
+    project: str,
+    tags: dict[str, str] | None = None,
+) -> list[str]:
+    """Register the variant as a scalable target and put its policies (and, for async
+    endpoints, the scale-from-zero alarm); returns the names recorded in state."""
+    from botocore.exceptions import ClientError
+
+    validate(settings, asynchronous)
+    tags = {"llmship:project": project, "llmship:deployment": deployment, **(tags or {})}
+    region = session.region_name
+    scaling = client(session, "application-autoscaling")
+    target = resource_id(endpoint_name, variant_name)
+    common = {"ServiceNamespace": NAMESPACE, "ResourceId": target, "ScalableDimension": DIMENSION}
+    recorded = [target]
+    details = {
+        "endpoint": endpoint_name,
+        "min": settings.min_capacity,
+        "max": settings.max_capacity,
+    }
+    store.record_creating(TARGET_KIND, target, deployment, project, region, details)
+    try:
+        scaling.register_scalable_target(
+            **common,
+            MinCapacity=settings.min_capacity,
+            MaxCapacity=settings.max_capacity,
+            Tags=tags,
+        )
+    except ClientError as exc:
+        raise translate(exc, "application-autoscaling", "RegisterScalableTarget", target) from None
+    store.set_status(TARGET_KIND, target, "UP", region)
+
+    tracking, *step = policy_names(endpoint_name, asynchronous)
+    policy = {
+        "PolicyName": tracking,
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": float(settings.target_invocations_per_instance),
+            **_tracked_metric(endpoint_name, asynchronous),
+            "ScaleInCooldown": settings.scale_in_cooldown,
+            "ScaleOutCooldown": settings.scale_out_cooldown,
+        },
+    }
+    recorded.append(_put_policy(scaling, common, policy, store, deployment, project, region)[0])
+    if not step:
+        return recorded
+
+    scale_from_zero = {
+        "PolicyName": step[0],
+        "PolicyType": "StepScaling",
+        "StepScalingPolicyConfiguration": {
+            "AdjustmentType": "ChangeInCapacity",
+            "MetricAggregationType": "Average",
+            "Cooldown": settings.scale_out_cooldown,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+        },
+    }
+    key, policy_arn = _put_policy(
+        scaling, common, scale_from_zero, store, deployment, project, region
+    )
+    recorded.append(key)
+    recorded.append(
+        _put_alarm(session, endpoint_name, policy_arn, tags, store, deployment, project, region)
+    )
+    return recorded
+
+
+def remove_autoscaling(
+    session,
+    *,
+    endpoint_name: str,
+    variant_name: str = "AllTraffic",
+    store: StateStore | None = None,
+) -> None:
+    """Delete the alarm, the policies and the scalable target (and their records);
+    whatever is already gone is skipped."""
+    from botocore.exceptions import ClientError
+
+    region = session.region_name
+    cloudwatch = client(session, "cloudwatch")
+    alarm = alarm_name(endpoint_name)
+    try:
+        if cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]:
+            cloudwatch.delete_alarms(AlarmNames=[alarm])
+    except ClientError as exc:
+        raise translate(exc, "cloudwatch", "DeleteAlarms", alarm) from None
+    if store is not None:
+        store.remove(ALARM_KIND, alarm, region)
+
+    scaling = client(session, "application-autoscaling")
+    target = resource_id(endpoint_name, variant_name)
+    common = {"ServiceNamespace": NAMESPACE, "ResourceId": target, "ScalableDimension": DIMENSION}
+    try:
+        policies = scaling.describe_scaling_policies(
+            ServiceNamespace=NAMESPACE, ResourceId=target, ScalableDimension=DIMENSION
+        )["ScalingPolicies"]
+    except ClientError as exc:
+        raise translate(exc, "application-autoscaling", "DescribeScalingPolicies", target) from None
+    existing = {p["PolicyName"] for p in policies}
+    for name in sorted(existing):
+        try:
+            scaling.delete_scaling_policy(PolicyName=name, **common)
+        except ClientError as exc:
+            if _code(exc) != "ObjectNotFoundException":
+                raise translate(
+                    exc, "application-autoscaling", "DeleteScalingPolicy", name
+                ) from None
+    if store is not None:
+        ours = policy_names(endpoint_name, True) + policy_names(endpoint_name, False)
+        for name in existing | set(ours):
+            store.remove(POLICY_KIND, f"{target}/{name}", region)
+    try:
+        registered = scaling.describe_scalable_targets(
+            ServiceNamespace=NAMESPACE, ResourceIds=[target], ScalableDimension=DIMENSION
+        )["ScalableTargets"]
+        if registered:
+            scaling.deregister_scalable_target(**common)
+    except ClientError as exc:
+        if _code(exc) != "ObjectNotFoundException":  # deregistered meanwhile
+            raise translate(
+                exc, "application-autoscaling", "DeregisterScalableTarget", target
+            ) from None
+    if store is not None:
+        store.remove(TARGET_KIND, target, region)
+
+
+def _code(exc) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _tracked_metric(endpoint_name: str, asynchronous: bool) -> dict:
+    if not asynchronous:
+        return {
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            }
+        }
+    return {
+        "CustomizedMetricSpecification": {
+            "MetricName": "ApproximateBacklogSizePerInstance",
+            "Namespace": "AWS/SageMaker",
+            "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name}],
+            "Statistic": "Average",
+        }
+    }
+
+
+def _put_policy(scaling, common, policy, store, deployment, project, region) -> tuple[str, str]:
+    from botocore.exceptions import ClientError
+
+    key = f"{common['ResourceId']}/{policy['PolicyName']}"
+    store.record_creating(
+        POLICY_KIND, key, deployment, project, region, {"type": policy["PolicyType"]}
+    )
+    try:
+        arn = scaling.put_scaling_policy(**common, **policy)["PolicyARN"]
+    except ClientError as exc:
+        raise translate(
+            exc, "application-autoscaling", "PutScalingPolicy", policy["PolicyName"]
+        ) from None
+    store.set_status(POLICY_KIND, key, "UP", region, {"arn": arn})
+    return key, arn
+
+
+def _put_alarm(session, endpoint_name, policy_arn, tags, store, deployment, project, region) -> str:
+    from botocore.exceptions import ClientError
+
+    name = alarm_name(endpoint_name)
+    store.record_creating(
+        ALARM_KIND, name, deployment, project, region, {"endpoint": endpoint_name}
+    )
+    try:
+        client(session, "cloudwatch").put_metric_alarm(
+            AlarmName=name,
+            AlarmDescription=f"llmship: start an instance of {endpoint_name} for queued requests",
+            Namespace="AWS/SageMaker",
+            MetricName="HasBacklogWithoutCapacity",
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint_name}],
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=2,
+            DatapointsToAlarm=2,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="missing",
+            AlarmActions=[policy_arn],
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+    except ClientError as exc:
+        raise translate(exc, "cloudwatch", "PutMetricAlarm", name) from None
+    store.set_status(ALARM_KIND, name, "UP", region)
+    return name
