@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpers import SMALL
+from helpers import SMALL, train_on_memo
 from llmship.cli._common import quiet_libraries
 from llmship.data.samples import write_sample
 from llmship.models.tiny import create_tiny_model
@@ -36,6 +36,23 @@ def samsum_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bio_file(tmp_path_factory) -> Path:
     return write_sample("bio-qa", tmp_path_factory.mktemp("data") / "bio.jsonl")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_llama):
+    """A run that learned to summarize (20 steps) and its packaged tar.gz artifact, shared
+    by the serving and invocation tests."""
+    from llmship.package.build import build_artifact
+
+    root = tmp_path_factory.mktemp("trained")
+    run = train_on_memo(
+        root,
+        tiny_llama,
+        train={"max_steps": 20, "learning_rate": 1e-2},
+        eval={"generation": {"max_new_tokens": 12}},
+    )
+    artifact = build_artifact(run.root, root / "model.tar.gz")
+    return run, artifact.path
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ from botocore.config import Config
 from botocore.stub import ANY, Stubber
 from typer.testing import CliRunner
 
-from helpers import train_on_memo
 from llmship.cli import app, invoke_cmd
 from llmship.config.schema import EvalConfig
 from llmship.data.loading import Row
@@ -35,7 +34,6 @@ from llmship.deploy.invoke import (
     stream_text,
 )
 from llmship.errors import AwsError, DeployError
-from llmship.package.build import build_artifact
 from llmship.serve.app import create_app
 from llmship.serve.background import running
 from llmship.serve.limits import limits_for
@@ -43,19 +41,6 @@ from llmship.train.evaluation import endpoint_generator, evaluate, prompt_format
 
 DIALOGUE = samsum_rows()[300]["dialogue"]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_llama):
-    root = tmp_path_factory.mktemp("invoke")
-    run = train_on_memo(
-        root,
-        tiny_llama,
-        train={"max_steps": 20, "learning_rate": 1e-2},
-        eval={"generation": {"max_new_tokens": 12}},
-    )
-    artifact = build_artifact(run.root, root / "model.tar.gz")
-    return run, artifact.path
 
 
 @pytest.fixture(scope="module")

@@ -14,30 +14,16 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 
-from helpers import LLMSHIP_CLI, train_on_memo
+from helpers import LLMSHIP_CLI
 from llmship.config.schema import GenerationConfig
 from llmship.data.samples import samsum_rows
 from llmship.errors import PackageError
 from llmship.models.generation import generate, load_finetuned
-from llmship.package.build import build_artifact
 from llmship.serve.app import create_app
 from llmship.serve.background import running
 from llmship.serve.limits import EndpointLimits, limits_for
 
 DIALOGUES = [r["dialogue"] for r in samsum_rows()[300:304]]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_llama):
-    root = tmp_path_factory.mktemp("serve")
-    run = train_on_memo(
-        root,
-        tiny_llama,
-        train={"max_steps": 20, "learning_rate": 1e-2},
-        eval={"generation": {"max_new_tokens": 12}},
-    )
-    artifact = build_artifact(run.root, root / "model.tar.gz")
-    return run, artifact.path
 
 
 @pytest.fixture(scope="module")
