@@ -64,3 +64,19 @@ def train_on_memo(root: Path, base: Path, rows: int = 16, **sections):
 
     run, _ = train(memo_config(root, base, rows, **sections))
     return run
+
+
+def runtime(url: str):
+    """boto3's sagemaker-runtime client pointed at a local server, one try per call (the
+    tests assert the first answer, including errors boto3 would otherwise retry)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
+    )

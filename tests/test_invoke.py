@@ -16,10 +16,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.config import Config
 from botocore.stub import ANY, Stubber
 from typer.testing import CliRunner
 
+from helpers import runtime
 from llmship.cli import app, invoke_cmd
 from llmship.config.schema import EvalConfig
 from llmship.data.loading import Row
@@ -58,17 +58,6 @@ def no_aws(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
-
-
-def runtime(url: str):
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}),
-    )
 
 
 # ---- the library calls ----------------------------------------------------------------

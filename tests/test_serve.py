@@ -8,13 +8,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 
-from helpers import LLMSHIP_CLI
+from helpers import LLMSHIP_CLI, runtime
 from llmship.config.schema import GenerationConfig
 from llmship.data.samples import samsum_rows
 from llmship.errors import PackageError
@@ -33,17 +31,6 @@ def server(trained, tmp_path_factory):
     model_dir = resolve_artifact(trained[1], tmp_path_factory.mktemp("unpacked"))
     with running(create_app(model_dir, "tiny", limits_for("serverless"))) as url:
         yield url
-
-
-def runtime(url: str):
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}),
-    )
 
 
 def request(text: str, **parameters) -> bytes:
