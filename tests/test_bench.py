@@ -46,10 +46,21 @@ def test_bench_serve_runs_end_to_end(tiny_llama):
     from llmship.bench.runner import bench_serve
 
     results = bench_serve(
-        model_dir=tiny_llama, input_len=16, output_len=8, num_prompts=4, concurrencies=(1, 4)
+        model_dir=tiny_llama,
+        input_len=16,
+        output_len=8,
+        num_prompts=(2, 4),
+        concurrencies=(1, 4),
+        baseline="naive",
+        baseline_prompts=1,
     )
-    assert [(r.server, r.concurrency) for r in results] == [("llmship", 1), ("llmship", 4)]
+    assert [(r.server, r.concurrency, r.completed) for r in results] == [
+        ("llmship", 1, 2),
+        ("llmship", 4, 4),
+        ("naive", 1, 1),
+        ("naive", 4, 1),
+    ]
     for result in results:
-        assert result.failed == 0 and result.completed == 4
-        assert result.output_tokens == 32  # EOS ignored: exactly output_len each
+        assert result.failed == 0
+        assert result.output_tokens == 8 * result.completed  # EOS ignored: output_len each
         assert result.ttft_ms_p50 > 0 and result.output_tok_s > 0

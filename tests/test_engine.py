@@ -185,7 +185,7 @@ def test_an_answer_cut_inside_a_character_ends_as_a_whole_decode_would(model):
             running = _Running(handle, 0, list(prompt))
             running.prefix_offset = running.read_offset = len(prompt)
             for token in emoji[:cut]:
-                engine._accept(running, token)
+                engine._accept_all([running], [token])
             assert handle.result().text == tokenizer.decode(emoji[:cut])
     finally:
         engine.close()
@@ -210,3 +210,66 @@ def test_serving_processes_let_idle_openmp_workers_sleep(preset, want):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["True", "False", want]  # too late once torch is loaded
+
+
+def test_static_decode_and_batched_prefill_equal_one_request_at_a_time(model, prompts):
+    """The GPU path (padded static decode shapes, one left-padded prefill for a group of
+    prompts of different lengths) gives what each request alone gives; on CPU it runs
+    eagerly, so its arithmetic is checked here."""
+    alone_engine = Engine(model.model, model.tokenizer, max_batch=1, max_len=512)
+    try:
+        alone = [alone_engine.submit(p, GREEDY).result().text for p in prompts]
+    finally:
+        alone_engine.close()
+    static = Engine(
+        model.model,
+        model.tokenizer,
+        max_batch=8,
+        max_len=512,
+        static_decode=True,
+        cuda_graphs=False,
+    )
+    try:
+        assert static.decode_step is not None
+        together = [static.submit(p, GREEDY) for p in prompts]  # all at once: batched prefill
+        assert [h.result().text for h in together] == alone
+        staggered = []
+        for prompt in prompts:
+            staggered.append(static.submit(prompt, GREEDY))
+            time.sleep(0.02)
+        assert [h.result().text for h in staggered] == alone
+    finally:
+        static.close()
+
+
+def test_grouped_decode_attention_equals_repeated_heads():
+    import torch
+
+    from llmship.engine.attention import grouped_decode_attention
+
+    class Module(torch.nn.Module):
+        num_key_value_groups = 4
+
+    torch.manual_seed(0)
+    query = torch.randn(3, 8, 1, 16)
+    key, value = torch.randn(3, 2, 10, 16), torch.randn(3, 2, 10, 16)
+    mask = torch.arange(10)[None, None, None, :] <= torch.tensor([3, 9, 0])[:, None, None, None]
+    out, _ = grouped_decode_attention(Module(), query, key, value, mask, scaling=0.25)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key.repeat_interleave(4, dim=1),
+        value.repeat_interleave(4, dim=1),
+        attn_mask=mask,
+        scale=0.25,
+    ).transpose(1, 2)
+    assert out.shape == (3, 1, 8, 16)
+    torch.testing.assert_close(out, expected)
+
+
+def test_decode_shape_buckets():
+    from llmship.engine.decode import _bucket, batch_buckets, span_buckets
+
+    assert batch_buckets(256)[:7] == [1, 2, 4, 8, 16, 32, 64]
+    assert batch_buckets(256)[-1] == 256 and batch_buckets(3) == [1, 2, 3]
+    assert span_buckets(768) == [256, 512, 768] and span_buckets(1000)[-1] == 1000
+    assert _bucket(33, batch_buckets(256)) == 64 and _bucket(513, span_buckets(768)) == 768

@@ -47,14 +47,16 @@ def bench_serve(
     model_dir: Path | None = None,
     input_len: int = 128,
     output_len: int = 64,
-    num_prompts: int = 32,
+    num_prompts: tuple[int, ...] = (32, 32),
     concurrencies: tuple[int, ...] = (1, 8),
     request_rate: float | None = None,
     baseline: str | None = None,
     seed: int = 0,
     max_batch: int | None = None,
+    baseline_prompts: int | None = None,
 ) -> list[BenchResult]:
-    """llmship's server (and the baseline) on one model, every setting, same prompts."""
+    """llmship's server (and the baseline) on one model, every setting, same prompts;
+    num_prompts[i] requests at concurrencies[i] (the baseline: baseline_prompts each)."""
     from transformers import AutoTokenizer
 
     from llmship.package.build import build_artifact
@@ -65,25 +67,32 @@ def bench_serve(
             model_dir = create_tiny_model(work / shape, "llama", SHAPES[shape])
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         prompts = random_prompts(
-            num_prompts, input_len, len(tokenizer), seed, set(tokenizer.all_special_ids)
+            max(num_prompts), input_len, len(tokenizer), seed, set(tokenizer.all_special_ids)
         )
         artifact = build_artifact(model_dir, work / "artifact", "uncompressed", "5.5.3").path
-        servers = [("llmship", artifact, str(max_batch or max(concurrencies)))]
+        servers = [("llmship", artifact, str(max_batch or max(concurrencies)), num_prompts)]
         if baseline == "naive":
-            servers.append(("naive", model_dir, "1"))
+            counts = (
+                num_prompts if baseline_prompts is None else (baseline_prompts,) * len(num_prompts)
+            )
+            servers.append(("naive", model_dir, "1", counts))
         results: list[BenchResult] = []
-        for kind, directory, batch in servers:
+        for kind, directory, batch, counts in servers:
             with _server_process(kind, directory, batch) as url:
-                results += benchmark(
-                    url,
-                    "bench",
-                    prompts,
-                    output_len,
-                    list(concurrencies),
-                    request_rate,
-                    seed,
-                    server=kind,
-                )
+                for index, (concurrency, count) in enumerate(
+                    zip(concurrencies, counts, strict=True)
+                ):
+                    results += benchmark(
+                        url,
+                        "bench",
+                        prompts[:count],
+                        output_len,
+                        [concurrency],
+                        request_rate,
+                        seed,
+                        server=kind,
+                        warmup=2 if index == 0 else 0,  # once per server
+                    )
     return results
 
 

@@ -202,7 +202,8 @@ def benchmark(
     warmup: int = 2,
 ) -> list[BenchResult]:
     """Warm up, then one result per concurrency (or per rate at its max concurrency)."""
-    asyncio.run(run_setting(url, model, prompts[:warmup], output_len, warmup, None, seed))
+    if warmup:
+        asyncio.run(run_setting(url, model, prompts[:warmup], output_len, warmup, None, seed))
     results = []
     for concurrency in concurrencies:
         records, duration = asyncio.run(

@@ -16,13 +16,17 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from llmship.engine.attention import use_grouped_decode_attention
 from llmship.engine.cpu_linear import pack_linears
+from llmship.engine.decode import DecodeStep
 from llmship.engine.kv import KVShape, SlotCache
 from llmship.engine.sampling import SamplingParams, choose
 
@@ -32,6 +36,11 @@ _DONE = object()
 
 class QueueFull(RuntimeError):
     """The engine's waiting queue is full; the caller should retry later."""
+
+
+class OverBudget(ValueError):
+    """A request whose prompt plus max_new_tokens cannot fit in one KV-cache slot: refused
+    at admission, so it never fails halfway through generating."""
 
 
 @dataclass
@@ -46,10 +55,18 @@ class Output:
 
 
 class RequestHandle:
-    """A submitted request: iterate its outputs (sync or async) or cancel it."""
+    """A submitted request: iterate its outputs (sync or async) or cancel it. Past its
+    `deadline` (time.monotonic()) the engine ends it with finish_reason "timeout"."""
 
-    def __init__(self, request_id: int, prompt_ids: list[int], params: SamplingParams):
+    def __init__(
+        self,
+        request_id: int,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        deadline: float | None = None,
+    ):
         self.id, self.prompt_ids, self.params = request_id, prompt_ids, params
+        self.deadline = deadline
         self.cancelled = threading.Event()
         self._queue: queue.Queue = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,6 +80,9 @@ class RequestHandle:
     def cancel(self) -> None:
         """Stop generating; the slot is freed at the next step."""
         self.cancelled.set()
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
     def __iter__(self):
         while (item := self._queue.get()) is not _DONE:
@@ -144,47 +164,72 @@ class Engine:
         tokenizer,
         max_batch: int = 16,
         max_len: int = 2048,
-        prefills_per_step: int = 2,
+        prefills_per_step: int | None = None,
         max_waiting: int | None = None,
+        max_prefill_tokens: int | None = None,
+        static_decode: bool | None = None,
+        cuda_graphs: bool = True,
     ):
         self.model, self.tokenizer = model.eval(), tokenizer
         pack_linears(self.model, batch_hint=max_batch)
+        use_grouped_decode_attention(self.model)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        cuda = self.device.type == "cuda"
         self.max_batch, self.max_len = max_batch, max_len
         # A bounded queue: past it, callers are told to come back (no unbounded memory).
         self.max_waiting = max_waiting if max_waiting is not None else 4 * max_batch
-        self.prefills_per_step = prefills_per_step
+        # Prefills per step while others decode: on a GPU as many as the token budget holds
+        # (one padded forward for all), on a CPU two, so decoding rows never wait long.
+        self.prefills_per_step = prefills_per_step or (max_batch if cuda else 2)
+        self.max_prefill_tokens = max_prefill_tokens or (4096 if cuda else 8192)
         self.cache = SlotCache(
             KVShape.of(model.config), max_batch, max_len, self.dtype, self.device
+        )
+        use_static = cuda if static_decode is None else static_decode
+        self.decode_step = (
+            DecodeStep(self.model, self.cache, max_batch, graphs=cuda_graphs)
+            if use_static
+            else None
         )
         eos = model.generation_config.eos_token_id
         if eos is None:
             eos = tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self._decode_batch = batch_decoder(tokenizer)
         self._waiting: deque[RequestHandle] = deque()
         self._running: dict[int, _Running] = {}
         self._free = list(range(max_batch))
         self._outbox = _Outbox()
         self._wake = threading.Condition()
         self._ids = itertools.count()
+        self._counts = {"refused": 0, "cancelled": 0, "timed_out": 0}
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="llmship-engine", daemon=True)
         self._thread.start()
 
     # ---- public -----------------------------------------------------------------------
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
-        """Queue a request; it starts at the next step with a free slot."""
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, timeout_s: float | None = None
+    ) -> RequestHandle:
+        """Queue a request; it starts at the next step with a free slot. Refused at once
+        (OverBudget) when it cannot fit in a slot, (QueueFull) when max_waiting wait already;
+        ended with finish_reason "timeout" once `timeout_s` has passed, waiting or not."""
         if not prompt_ids:
             raise ValueError("the prompt is empty")
-        if len(prompt_ids) + params.max_new_tokens > self.max_len:
-            raise ValueError(
-                f"prompt ({len(prompt_ids)} tokens) + max_new_tokens "
-                f"({params.max_new_tokens}) exceeds the engine's {self.max_len}"
+        needed = len(prompt_ids) + params.max_new_tokens
+        if needed > self.max_len:
+            raise OverBudget(
+                f"the prompt ({len(prompt_ids)} tokens) + max_new_tokens "
+                f"({params.max_new_tokens}) = {needed} tokens exceeds the engine's {self.max_len} "
+                "(the tokens it holds per request, its KV-cache length); shorten the prompt or "
+                f"ask for at most {max(self.max_len - len(prompt_ids), 0)} new tokens"
             )
-        handle = RequestHandle(next(self._ids), list(prompt_ids), params)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        handle = RequestHandle(next(self._ids), list(prompt_ids), params, deadline)
         with self._wake:
             if len(self._waiting) >= self.max_waiting:
+                self._counts["refused"] += 1
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting")
             self._waiting.append(handle)
             self._wake.notify()
@@ -196,6 +241,10 @@ class Engine:
             "waiting": len(self._waiting),
             "free_slots": len(self._free),
         }
+
+    def counts(self) -> dict[str, int]:
+        """Requests refused (queue full), cancelled and timed out since the start."""
+        return dict(self._counts)
 
     def close(self) -> None:
         with self._wake:
@@ -224,41 +273,108 @@ class Engine:
         self._outbox.flush()
 
     def _step(self) -> None:
-        for running in [r for r in self._running.values() if r.handle.cancelled.is_set()]:
-            self._finish(running, "cancelled")
-        budget = self.prefills_per_step if self._running else self.max_batch
-        while budget and self._free:
-            with self._wake:
-                handle = self._waiting.popleft() if self._waiting else None
-            if handle is None:
-                break
-            if handle.cancelled.is_set():
-                self._outbox.put(handle, Output("", "cancelled", len(handle.prompt_ids), 0))
-                self._outbox.put(handle, _DONE)
-                continue
-            self._prefill(handle)
-            budget -= 1
+        now = time.monotonic()
+        for running in list(self._running.values()):
+            if running.handle.cancelled.is_set():
+                self._finish(running, "cancelled")
+            elif running.handle.expired(now):
+                self._finish(running, "timeout")
+        self._drop_abandoned(now)
+        admitted = self._admit()
+        if admitted:
+            self._prefill(admitted)
         self._outbox.flush()  # first tokens go out now, not after the decode step
         if self._running:
             self._decode()
 
-    def _prefill(self, handle: RequestHandle) -> None:
-        slot = heapq.heappop(self._free)  # the lowest free slot keeps running rows in one run
-        running = _Running(handle, slot, list(handle.prompt_ids))
-        running.prefix_offset = running.read_offset = len(running.tokens)
-        if handle.params.seed is not None:
-            running.generator = torch.Generator(device=self.device).manual_seed(handle.params.seed)
-        positions = torch.arange(len(running.tokens), device=self.device)[None]
-        logits = self._forward([slot], [running.tokens], positions)
-        self._running[slot] = running
-        self._accept(running, self._choose([running], logits)[0])
+    def _drop_abandoned(self, now: float) -> None:
+        """Take cancelled and timed-out requests out of the queue, so they never hold a
+        place in it (nor a slot later) that a live request could use."""
+        with self._wake:
+            if not any(h.cancelled.is_set() or h.expired(now) for h in self._waiting):
+                return
+            kept: deque[RequestHandle] = deque()
+            dropped: list[tuple[RequestHandle, str]] = []
+            for handle in self._waiting:
+                if handle.cancelled.is_set():
+                    dropped.append((handle, "cancelled"))
+                elif handle.expired(now):
+                    dropped.append((handle, "timeout"))
+                else:
+                    kept.append(handle)
+            self._waiting = kept
+        for handle, reason in dropped:
+            self._counts["timed_out" if reason == "timeout" else reason] += 1
+            self._outbox.put(handle, Output("", reason, len(handle.prompt_ids), 0))
+            self._outbox.put(handle, _DONE)
+
+    def _admit(self) -> list[RequestHandle]:
+        """Waiting requests to prefill now: within the free slots, the per-step count (none
+        while idle) and the token budget (the first one always fits)."""
+        limit = min(self.prefills_per_step if self._running else self.max_batch, len(self._free))
+        admitted: list[RequestHandle] = []
+        tokens = 0
+        while len(admitted) < limit:
+            with self._wake:
+                handle = self._waiting[0] if self._waiting else None
+                if handle is None:
+                    break
+                size = len(handle.prompt_ids)
+                over = tokens + size > self.max_prefill_tokens
+                if admitted and over and not handle.cancelled.is_set():
+                    break
+                self._waiting.popleft()
+            if handle.cancelled.is_set():
+                self._outbox.put(handle, Output("", "cancelled", size, 0))
+                self._outbox.put(handle, _DONE)
+                continue
+            admitted.append(handle)
+            tokens += size
+        return admitted
+
+    def _prefill(self, handles: list[RequestHandle]) -> None:
+        """One forward for all admitted prompts, left-padded to the longest. A pad token
+        takes a position past its own prompt: its key and value land where the row's
+        later tokens will overwrite them before anything reads them."""
+        width = max(len(handle.prompt_ids) for handle in handles)
+        batch, ids, positions = [], [], []
+        for handle in handles:
+            slot = heapq.heappop(self._free)  # the lowest free slot keeps rows in one run
+            running = _Running(handle, slot, list(handle.prompt_ids))
+            running.prefix_offset = running.read_offset = running.length
+            if handle.params.seed is not None:
+                running.generator = torch.Generator(device=self.device).manual_seed(
+                    handle.params.seed
+                )
+            size = running.length
+            ids.append([0] * (width - size) + running.tokens)
+            positions.append([*range(size, width), *range(size)])
+            batch.append(running)
+        order = sorted(range(len(batch)), key=lambda index: batch[index].slot)
+        batch = [batch[index] for index in order]
+        for running in batch:  # before the forward: if it fails, _loop fails these too
+            self._running[running.slot] = running  # and gives their slots back
+        logits = self._forward(
+            [running.slot for running in batch],
+            [ids[index] for index in order],
+            torch.tensor([positions[index] for index in order], device=self.device),
+        )
+        self._accept_all(batch, self._choose(batch, logits))
 
     def _decode(self) -> None:
         batch = sorted(self._running.values(), key=lambda r: r.slot)
-        positions = torch.tensor([[r.length - 1] for r in batch], device=self.device)
-        logits = self._forward([r.slot for r in batch], [[r.tokens[-1]] for r in batch], positions)
-        for running, token in zip(batch, self._choose(batch, logits), strict=True):
-            self._accept(running, token)
+        if self.decode_step is not None:
+            logits = self.decode_step(
+                [r.slot for r in batch],
+                [r.tokens[-1] for r in batch],
+                [r.length - 1 for r in batch],
+            )
+        else:
+            positions = torch.tensor([[r.length - 1] for r in batch], device=self.device)
+            logits = self._forward(
+                [r.slot for r in batch], [[r.tokens[-1]] for r in batch], positions
+            )
+        self._accept_all(batch, self._choose(batch, logits))
 
     def _forward(self, slots: list[int], ids: list[list[int]], positions: torch.Tensor):
         """One forward pass of `ids` at `positions` in `slots`: the last position's logits."""
@@ -282,24 +398,33 @@ class Engine:
                 tokens[index] = choose(logits[index].float(), params, seen, running.generator)
         return tokens
 
-    def _accept(self, running: _Running, token: int) -> None:
+    def _accept_all(self, batch: list[_Running], tokens: list[int]) -> None:
+        """Add each row's new token, detokenizing every row's window in one batched call."""
+        for running, token in zip(batch, tokens, strict=True):
+            running.tokens.append(token)
+            running.generated.append(token)
+        windows = self._windows(batch)
+        for running, window in zip(batch, windows, strict=True):
+            self._accept(running, window)
+
+    def _accept(self, running: _Running, window: tuple[str, str]) -> None:
         params = running.handle.params
-        running.tokens.append(token)
-        running.generated.append(token)
-        if token in self.eos_ids and not params.ignore_eos:
+        if running.tokens[-1] in self.eos_ids and not params.ignore_eos:
             running.tokens.pop()
             running.generated.pop()
-            self._deliver(running, running.text + self._new_text(running, final=True))
+            tail = self._take(running, self._windows([running])[0], final=True)
+            self._deliver(running, running.text + tail)
             self._finish(running, "stop")
             return
-        running.text += self._new_text(running)
+        piece = self._take(running, window)
+        running.text += piece
         cut = _first_stop(running.text, params.stop)
         if cut is not None:
             self._deliver(running, running.text[:cut])
             self._finish(running, "stop")
         elif len(running.generated) >= params.max_new_tokens or running.length >= self.max_len:
-            # An answer cut inside a multi-byte character ends as a whole decode would.
-            running.text += self._new_text(running, final=True)
+            if not piece:  # an answer cut inside a multi-byte character ends as a whole
+                running.text += self._take(running, window, final=True)  # decode would
             self._deliver(running, running.text)
             self._finish(running, "length")
         else:
@@ -307,14 +432,19 @@ class Engine:
                 running, running.text[: len(running.text) - _held_back(running.text, params.stop)]
             )
 
-    def _new_text(self, running: _Running, final: bool = False) -> str:
-        """Text the newest tokens add, decoding only a short window (not the whole answer);
-        empty while they end inside a multi-byte character, unless this is the `final` text."""
-        decode = self.tokenizer.decode
-        before = decode(
-            running.tokens[running.prefix_offset : running.read_offset], skip_special_tokens=True
-        )
-        after = decode(running.tokens[running.prefix_offset :], skip_special_tokens=True)
+    def _windows(self, batch: list[_Running]) -> list[tuple[str, str]]:
+        """Each row's incremental-detokenization window decoded without and with its newest
+        tokens (a short window, never the whole answer)."""
+        before = [r.tokens[r.prefix_offset : r.read_offset] for r in batch]
+        after = [r.tokens[r.prefix_offset :] for r in batch]
+        texts = self._decode_batch(before + after)
+        return list(zip(texts[: len(batch)], texts[len(batch) :], strict=True))
+
+    @staticmethod
+    def _take(running: _Running, window: tuple[str, str], final: bool = False) -> str:
+        """The text the newest tokens add; empty while they end inside a multi-byte
+        character, unless this is the `final` text."""
+        before, after = window
         if len(after) > len(before) and (final or not after.endswith("\ufffd")):
             running.prefix_offset, running.read_offset = running.read_offset, len(running.tokens)
             return after[len(before) :]
@@ -326,6 +456,8 @@ class Engine:
             running.sent = len(visible)
 
     def _finish(self, running: _Running, reason: str, error: str | None = None) -> None:
+        if reason in ("cancelled", "timeout"):
+            self._counts["timed_out" if reason == "timeout" else reason] += 1
         if self._running.get(running.slot) is running:
             del self._running[running.slot]
             heapq.heappush(self._free, running.slot)
@@ -334,6 +466,20 @@ class Engine:
             Output("", reason, len(running.handle.prompt_ids), len(running.generated), error),
         )
         self._outbox.put(running.handle, _DONE)
+
+
+def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
+    """Decode many token lists: straight through the Rust tokenizer when the result equals
+    transformers' decode (a fast tokenizer without clean-up of spaces), else through
+    transformers. At 256 running rows the Python wrapper alone (about 25 us a call, against
+    7 for the Rust call) costs milliseconds per step. (The Rust batch call was slower
+    still for these one- or two-token windows: its thread pool costs more than it saves.)"""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if hasattr(backend, "decode") and not getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        decode = backend.decode
+    else:
+        decode = tokenizer.decode
+    return lambda sequences: [decode(s, skip_special_tokens=True) for s in sequences]
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:

@@ -46,6 +46,7 @@ class SlotCache:
         self.positions = torch.zeros((0, 0), dtype=torch.long, device=device)
         self.span = 0
         self.block: slice | None = None  # rows that are one run of slots: read without copying
+        self.columns = torch.arange(max_len, device=device)
 
     def prepare(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Set up the next forward pass; return its 4-D boolean attention mask. `rows` in
@@ -58,8 +59,20 @@ class SlotCache:
             if int(rows[-1]) - first == count - 1 and bool((rows.diff() == 1).all())
             else None
         )
-        columns = torch.arange(self.span, device=positions.device)
+        return self._mask(positions)
+
+    def prepare_static(
+        self, rows: torch.Tensor, positions: torch.Tensor, span: int
+    ) -> torch.Tensor:
+        """As prepare(), for rows 0..len(rows)-1 over a given span, without reading any
+        tensor back to the host (so the step can be captured in a CUDA graph)."""
+        self.rows, self.positions, self.span = rows, positions, span
+        self.block = slice(0, rows.numel())
+        return self._mask(positions)
+
+    def _mask(self, positions: torch.Tensor) -> torch.Tensor:
         # Row r's query at position p sees columns 0..p of its own slot, nothing else.
+        columns = self.columns[: self.span]
         return columns[None, None, None, :] <= positions[:, None, :, None]
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *_, **__):
