@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from llmship.cli._common import ConfigOption, SetOption, load
+from llmship.config.loader import DEFAULT_CONFIG_NAME
+
 
 def serve(
     source: Annotated[Path, typer.Argument(help="model.tar.gz, an artifact directory or a run.")],
@@ -20,8 +23,12 @@ def serve(
         str, typer.Option(help="realtime (6 MB, 60 s) or serverless (4 MB, 60 s) limits.")
     ] = "realtime",
     max_batch: Annotated[
-        int, typer.Option(help="Requests the engine decodes together (KV-cache slots).")
-    ] = 16,
+        int | None,
+        typer.Option(
+            help="Requests the engine decodes together (KV-cache slots; default 16).",
+            show_default=False,
+        ),
+    ] = None,
     max_waiting: Annotated[
         int | None,
         typer.Option(
@@ -30,6 +37,47 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    max_len: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens per KV-cache slot; prompt + max_new_tokens over it: 400 at admission "
+            "(default: the model's context, at most 4096).",
+            show_default=False,
+        ),
+    ] = None,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            help="HTTP requests held at once; past it: 503 with Retry-After "
+            "(default: max-batch + max-waiting + 64).",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a request may run before it is cancelled and its slot freed "
+            "(default: the endpoint kind's 60 s).",
+            show_default=False,
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a client has to send its request body; then 408 (default 30).",
+            show_default=False,
+        ),
+    ] = None,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="On SIGTERM, seconds in-flight requests have to finish before the "
+            "server exits 0 (default 30).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
     emulate: Annotated[
         str | None,
         typer.Option(
@@ -41,7 +89,8 @@ def serve(
 ) -> None:
     """Serve a model: GET /ping and POST /invocations (the SageMaker container contract), and
     /endpoints/NAME/invocations[-response-stream] so boto3's sagemaker-runtime client works
-    with endpoint_url.
+    with endpoint_url. Admission and shutdown come from the config's `serve:` section
+    (when --config is given or ./llmship.yaml exists); these options override it.
 
     Example: llmship serve runs/20260101-120000/artifact/model.tar.gz --port 8080
     """
@@ -53,16 +102,27 @@ def serve(
     from llmship.serve.openmp import prefer_passive_waiting
 
     prefer_passive_waiting()
+    from llmship.config.serving import ServeConfig
     from llmship.serve.server import serve as run_server
 
+    use_config = config is not None or overrides or Path(DEFAULT_CONFIG_NAME).is_file()
+    base = load(config, overrides).config.serve if use_config else ServeConfig()
+    settings = base.with_options(
+        max_batch=max_batch,
+        max_waiting=max_waiting,
+        max_len=max_len,
+        max_in_flight=max_in_flight,
+        request_timeout_s=timeout,
+        body_timeout_s=body_timeout,
+        shutdown_grace_s=grace,
+    )
     run_server(
         source,
         host=host,
         port=port,
         endpoint_name=name,
         endpoint_kind=endpoint_kind,
-        max_batch=max_batch,
-        max_waiting=max_waiting,
+        settings=settings,
     )
 
 

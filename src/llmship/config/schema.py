@@ -9,18 +9,18 @@ from __future__ import annotations
 import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
+
+from llmship.config.bedrock import BedrockConfig
+from llmship.config.gateway import GatewayConfig
+from llmship.config.section import Section
+from llmship.config.serving import ServeConfig
+from llmship.config.training_job import SageMakerTrainingSettings
 
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
 DURATION_PATTERN = r"^\s*(\d+\s*[mhdMHD]\s*)+$"
-
-
-class Section(BaseModel):
-    """A config section: strict about unknown keys, re-validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ProjectConfig(Section):
@@ -143,8 +143,11 @@ class LoraConfig(Section):
 
 
 class TrainConfig(Section):
-    target: Literal["local"] = Field(
-        "local", description="Where training runs: local (this machine, CPU or GPU)."
+    target: Literal["local", "local-container", "sagemaker", "bedrock"] = Field(
+        "local",
+        description="Where training runs: local (this machine, CPU or GPU), local-container "
+        "(the SageMaker entry point under a temporary /opt/ml tree here), sagemaker (a "
+        "training job) or bedrock (a model customization job).",
     )
     method: Literal["lora", "qlora", "full"] = Field(
         "lora",
@@ -171,6 +174,28 @@ class TrainConfig(Section):
         description="Causal LMs: pack several examples into each sequence of max_length "
         "(attention never crosses examples).",
     )
+    chunked_loss: bool = Field(
+        True,
+        description="Causal LMs: compute the output layer and cross-entropy in chunks of "
+        "tokens, on labelled positions only, never holding the full [tokens, vocab] logits "
+        "(far less memory on large vocabularies).",
+    )
+    loss_chunk_tokens: int = Field(
+        1024,
+        ge=1,
+        description="Tokens per chunk of the chunked loss (its peak is about chunk x vocab x "
+        "4 bytes).",
+    )
+    compile: bool = Field(
+        False,
+        description="CUDA: torch.compile the transformer body (faster steps after a compile "
+        "of about a minute; batches are padded to model.max_length).",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each layer's activations in backward: much less memory, "
+        "about a third slower.",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto trains in bf16 on GPUs that support it, fp32 elsewhere."
     )
@@ -187,6 +212,10 @@ class TrainConfig(Section):
     )
     seed: int = Field(42, description="Seed for initialisation, shuffling and dropout.")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA / QLoRA adapters.")
+    sagemaker: SageMakerTrainingSettings = Field(
+        default_factory=SageMakerTrainingSettings,
+        description="target sagemaker / local-container: the training job.",
+    )
 
 
 class GenerationConfig(Section):
@@ -361,10 +390,12 @@ class UpdateSettings(Section):
 
 
 class DeployConfig(Section):
-    target: Literal["local", "sagemaker"] = Field(
+    target: Literal["local", "sagemaker", "bedrock", "bedrock-import"] = Field(
         "local",
         description="Where the model is served: local (a background `llmship serve` on this "
-        "machine) or sagemaker (an endpoint in aws.region).",
+        "machine), sagemaker (an endpoint in aws.region), bedrock (the Bedrock custom model "
+        "through on-demand deployment or provisioned throughput) or bedrock-import (Custom "
+        "Model Import of llmship's merged model).",
     )
     name: str | None = Field(
         None,
@@ -508,4 +539,9 @@ class LlmshipConfig(Section):
         default_factory=PackageConfig, description="SageMaker model artifact."
     )
     deploy: DeployConfig = Field(default_factory=DeployConfig, description="Deployment.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The local server.")
+    bedrock: BedrockConfig = Field(default_factory=BedrockConfig, description="Amazon Bedrock.")
+    gateway: GatewayConfig = Field(
+        default_factory=GatewayConfig, description="The authenticated API gateway."
+    )
     aws: AwsConfig = Field(default_factory=AwsConfig, description="AWS account settings.")

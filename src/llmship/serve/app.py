@@ -13,6 +13,12 @@ OpenAI routes (llmship's own artifacts, on the engine): /v1/models, /v1/completi
 Errors on the Runtime paths have AWS's shape (x-amzn-ErrorType and a JSON body), so
 boto3 raises ModelError, ValidationError and ModelNotReadyException as against AWS;
 a failure after streaming began arrives inside the stream as ModelStreamError.
+
+Admission (llmship.serve.admission, sized by the `serve:` config section): at most
+max_in_flight requests at once, bodies within the payload limit and body_timeout_s, a
+bounded queue for the model; past any bound the answer is 503 with Retry-After (or
+413 / 408), never unbounded memory. A request runs for at most request_timeout_s, then
+it is cancelled in the engine; a client that disconnects frees its slot at once.
 """
 
 from __future__ import annotations
@@ -22,50 +28,54 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llmship.serve.backends import EngineBackend, Overloaded, ThreadedHandler, load_backend
+from llmship.config.serving import ServeConfig
+from llmship.serve.admission import (
+    CLIENT_GONE,
+    BodyRefused,
+    ClientGone,
+    Gate,
+    InFlightLimit,
+    read_body,
+    unless_disconnected,
+)
+from llmship.serve.backends import ModelState, Overloaded, load_backend
 from llmship.serve.eventstream import model_stream_error, payload_part
 from llmship.serve.handler import HandlerError, status_of
 from llmship.serve.limits import EndpointLimits
 from llmship.serve.openai_api import add_openai_routes
+from llmship.serve.responses import aws_error, container_error, refusal
 
 log = logging.getLogger("llmship.serve")
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 VARIANT = "AllTraffic"
 
 
-@dataclass
-class ModelState:
-    """Start-up state /ping reports: loading, ready or failed (with the reason)."""
-
-    status: str = "loading"
-    reason: str = ""
-    backend: ThreadedHandler | EngineBackend | None = None
-
-
-class _TooLarge(Exception):
-    pass
-
-
 def create_app(
     model_dir: Path,
     endpoint_name: str,
     limits: EndpointLimits,
-    max_batch: int = 16,
+    settings: ServeConfig | None = None,
+    max_batch: int | None = None,
     max_waiting: int | None = None,
 ) -> FastAPI:
-    """The app for one artifact directory; the model loads in the background. Past
-    `max_waiting` queued requests, new ones get 503 with Retry-After."""
+    """The app for one artifact directory; the model loads in the background.
+    `settings` bound what the server holds (max_batch / max_waiting, when given,
+    override its fields); past the bounds new requests get 503 with Retry-After."""
+    settings = (settings or ServeConfig()).with_options(
+        max_batch=max_batch, max_waiting=max_waiting
+    )
+    timeout_s = settings.request_timeout_s or limits.timeout_s
     state = ModelState()
+    gate = Gate(settings.in_flight(), settings.retry_after_s)
 
     def load() -> None:
         try:
-            backend = load_backend(model_dir, max_batch=max_batch, max_waiting=max_waiting)
+            backend = load_backend(model_dir, settings, timeout_s)
         except Exception as exc:  # reported by /ping and the log, never silently
             state.status, state.reason = "failed", f"{type(exc).__name__}: {exc}"
             log.error("model failed to load from %s: %s", model_dir, state.reason)
@@ -83,8 +93,13 @@ def create_app(
     app = FastAPI(
         title="llmship serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
-    app.state.model = state
-    add_openai_routes(app, lambda: state.backend, endpoint_name)
+    app.add_middleware(InFlightLimit, gate=gate)
+    app.state.model, app.state.gate, app.state.settings = state, gate, settings
+
+    async def read(request: Request) -> bytes:
+        return await read_body(request, limits.max_payload_bytes, settings.body_timeout_s)
+
+    add_openai_routes(app, state, endpoint_name, read)
 
     @app.get("/ping")
     async def ping() -> Response:
@@ -95,40 +110,31 @@ def create_app(
             body["reason"] = state.reason
         return JSONResponse(body, status_code=503)
 
-    async def run(body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        return await asyncio.wait_for(
-            state.backend.invoke(body, content_type, accept), timeout=limits.timeout_s
-        )
-
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_payload_bytes:
-            raise _TooLarge
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_payload_bytes:
-                raise _TooLarge
-        return bytes(body)
+    async def run(request: Request, body: bytes, content_type: str, accept: str):
+        """The backend's answer within the time limit, cancelled if the client leaves."""
+        work = asyncio.wait_for(state.backend.invoke(body, content_type, accept), timeout_s)
+        return await unless_disconnected(request, work)
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         accept = request.headers.get("accept", "*/*")
         try:
-            body = await read_body(request)
-        except _TooLarge:
-            return _container_error(
-                413,
-                f"the payload is over {limits.max_payload_bytes} bytes "
-                f"({limits.kind} endpoints accept at most that)",
-            )
+            body = await read(request)
+        except BodyRefused as exc:
+            if exc.status == 413:
+                return container_error(413, f"{exc} ({limits.kind} endpoints accept at most that)")
+            return refusal(request.url.path, exc.status, str(exc))
         if state.backend is None:
-            return _container_error(503, f"the model is not ready ({state.status}) {state.reason}")
+            return container_error(503, state.not_ready())
         try:
-            data, response_type = await run(body, content_type, accept)
-        except asyncio.TimeoutError:
-            return _container_error(408, f"the invocation took over {limits.timeout_s} s")
+            data, response_type = await run(request, body, content_type, accept)
+        except ClientGone:
+            return Response(status_code=CLIENT_GONE)
+        except TimeoutError:
+            return container_error(
+                408, f"the invocation took over {timeout_s:g} s and was cancelled"
+            )
         except Exception as exc:
             return _handler_failure(exc)
         return Response(data, media_type=response_type)
@@ -140,14 +146,15 @@ def create_app(
         refused = await _runtime_checks(name, request)
         if refused is not None:
             return refused
-        body = request.state.body
         try:
-            data, response_type = await run(body, content_type, accept)
-        except asyncio.TimeoutError:
+            data, response_type = await run(request, request.state.body, content_type, accept)
+        except ClientGone:
+            return Response(status_code=CLIENT_GONE)
+        except TimeoutError:
             return _model_error(
                 0,
                 "Your invocation timed out while waiting for a response "
-                f"from container primary (over {limits.timeout_s} s).",
+                f"from container primary (over {timeout_s:g} s).",
             )
         except Exception as exc:
             return _runtime_failure(exc)
@@ -163,7 +170,7 @@ def create_app(
             return refused
         backend = state.backend
         if not backend.can_stream():
-            return _aws_error(
+            return aws_error(
                 400,
                 "ValidationError",
                 f"Endpoint {name} does not support "
@@ -171,8 +178,13 @@ def create_app(
             )
         chunks = backend.stream(request.state.body, content_type)
         try:  # the first chunk decides between an error response and a stream
-            first = await asyncio.wait_for(anext(chunks, None), timeout=limits.timeout_s)
-        except asyncio.TimeoutError:
+            first = await unless_disconnected(
+                request, asyncio.wait_for(anext(chunks, None), timeout=timeout_s)
+            )
+        except ClientGone:
+            await chunks.aclose()
+            return Response(status_code=CLIENT_GONE)
+        except TimeoutError:
             await chunks.aclose()
             return _model_error(
                 0, "Your invocation timed out while waiting for a response from container primary."
@@ -204,13 +216,13 @@ def create_app(
 
     async def _runtime_checks(name: str, request: Request) -> Response | None:
         if name != endpoint_name:
-            return _aws_error(
-                400, "ValidationError", f"Endpoint {name} of account local not found."
-            )
+            return aws_error(400, "ValidationError", f"Endpoint {name} of account local not found.")
         try:
-            request.state.body = await read_body(request)
-        except _TooLarge:
-            return _aws_error(
+            request.state.body = await read(request)
+        except BodyRefused as exc:
+            if exc.status != 413:
+                return refusal(request.url.path, exc.status, str(exc))
+            return aws_error(
                 400,
                 "ValidationError",
                 "1 validation error detected: Value at "
@@ -218,7 +230,7 @@ def create_app(
                 f"less than or equal to {limits.max_payload_bytes}",
             )
         if state.backend is None:
-            return _aws_error(
+            return aws_error(
                 429,
                 "ModelNotReadyException",
                 f"Model for endpoint {name} is not ready: {state.status} {state.reason}".strip(),
@@ -228,42 +240,27 @@ def create_app(
     return app
 
 
-def _container_error(status: int, message: str) -> JSONResponse:
-    kind = "BadRequest" if status < 500 else "InternalServerException"
-    return JSONResponse({"code": status, "type": kind, "message": message}, status_code=status)
-
-
 def _runtime_failure(exc: BaseException) -> JSONResponse:
     """A failure on the Runtime paths: AWS's 503 when at capacity, else a ModelError."""
     if isinstance(exc, Overloaded):
-        response = _aws_error(503, "ServiceUnavailable", str(exc))
-        response.headers["Retry-After"] = str(exc.retry_after_s)
-        return response
+        return aws_error(503, "ServiceUnavailable", str(exc), exc.retry_after_s)
     response = _handler_failure(exc)
     return _model_error(response.status_code, response.body.decode())
 
 
 def _handler_failure(exc: BaseException) -> JSONResponse:
     if isinstance(exc, Overloaded):
-        response = _container_error(503, str(exc))
-        response.headers["Retry-After"] = str(exc.retry_after_s)
-        return response
+        return container_error(503, str(exc), exc.retry_after_s)
     status = status_of(exc)
     if not isinstance(exc, HandlerError) and status == 500:
         log.exception("handler raised", exc_info=exc)
-    return _container_error(status, f"{type(exc).__name__}: {exc}" if status == 500 else str(exc))
-
-
-def _aws_error(status: int, code: str, message: str, **extra) -> JSONResponse:
-    return JSONResponse(
-        {"message": message, **extra}, status_code=status, headers={"x-amzn-ErrorType": code}
-    )
+    return container_error(status, f"{type(exc).__name__}: {exc}" if status == 500 else str(exc))
 
 
 def _model_error(original_status: int, original_message: str) -> JSONResponse:
     """What SageMaker answers when the container answered with an error."""
     kind = "client" if 400 <= original_status < 500 else "server"
-    return _aws_error(
+    return aws_error(
         424,
         "ModelError",
         f"Received {kind} error ({original_status}) from primary with message "

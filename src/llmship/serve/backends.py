@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from llmship.engine.engine import Engine, QueueFull, RequestHandle
+from llmship.config.serving import ServeConfig
+from llmship.engine.engine import Engine, OverBudget, QueueFull, RequestHandle
 from llmship.engine.sampling import SamplingParams
 from llmship.package.handler import inference as handler_code
 from llmship.serve.handler import JSON, Handler, HandlerError
@@ -25,13 +30,31 @@ from llmship.serve.handler import JSON, Handler, HandlerError
 PARAMETERS = {**handler_code.PARAMETERS, "seed": int}
 
 
+@dataclass
+class ModelState:
+    """Start-up state /ping reports: loading, ready or failed (with the reason)."""
+
+    status: str = "loading"
+    reason: str = ""
+    backend: ThreadedHandler | EngineBackend | None = None
+
+    def not_ready(self) -> str:
+        """Why there is no backend to answer, for error messages."""
+        if self.status == "failed":
+            return f"the model failed to load: {self.reason}"
+        return "the model is still loading; retry shortly"
+
+
 class Overloaded(HandlerError):
     """Admission refused: answer 503 with Retry-After."""
 
-    retry_after_s = 1
-
-    def __init__(self, message: str):
+    def __init__(self, message: str, retry_after_s: int = 1):
         super().__init__(message, 503)
+        self.retry_after_s = retry_after_s
+
+
+def timed_out(timeout_s: float | None) -> TimeoutError:
+    return TimeoutError(f"generation ran past the {timeout_s:g} s limit and was cancelled")
 
 
 def is_llmship_handler(model_dir: Path) -> bool:
@@ -41,40 +64,96 @@ def is_llmship_handler(model_dir: Path) -> bool:
     return code.is_file() and code.read_text("utf-8") == ours
 
 
+class _Worker:
+    """One thread running calls in order, as a container's single model worker.
+
+    `backlog` counts calls queued or running until the thread is done with them, so a
+    handler stuck in user code (which no one can interrupt) keeps admission closed
+    instead of letting abandoned calls pile up. The thread is a daemon: a stuck handler
+    cannot keep the process alive past its shutdown grace period."""
+
+    def __init__(self):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.backlog = 0
+        threading.Thread(target=self._run, name="llmship-model", daemon=True).start()
+
+    def submit(self, function: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        with self._lock:
+            self.backlog += 1
+        self._calls.put((future, function, args))
+        return future
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, function, args = call
+            try:
+                if future.set_running_or_notify_cancel():  # False: its caller gave up
+                    try:
+                        future.set_result(function(*args))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self.backlog -= 1
+
+    def close(self) -> None:
+        self._calls.put(None)
+
+
 class ThreadedHandler:
     """A user's handler, one request at a time on a worker thread (as a container worker)."""
 
     openai = False
 
-    def __init__(self, model_dir: Path, max_waiting: int = 64):
+    def __init__(
+        self,
+        model_dir: Path,
+        max_waiting: int = 64,
+        timeout_s: float | None = None,
+        retry_after_s: int = 1,
+    ):
         self.handler = Handler(model_dir)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmship-model")
-        self.max_waiting, self.pending = max_waiting, 0
+        self.max_waiting, self.timeout_s, self.retry_after_s = max_waiting, timeout_s, retry_after_s
         self.handler.load()
+        self.worker = _Worker()
+
+    def _admit(self) -> None:
+        if self.worker.backlog > self.max_waiting:  # one runs, max_waiting wait: refuse the rest
+            raise Overloaded(
+                f"{self.worker.backlog} requests are already in line", self.retry_after_s
+            )
 
     async def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        if self.pending > self.max_waiting:  # one runs, max_waiting wait: refuse the rest
-            raise Overloaded(f"{self.pending} requests are already in line")
-        self.pending += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self.executor, self.handler.invoke, body, content_type, accept
-            )
-        finally:
-            self.pending -= 1
+        self._admit()
+        call = self.worker.submit(self.handler.invoke, body, content_type, accept)
+        return await asyncio.wrap_future(call)  # cancelled: dropped unless already running
 
     def can_stream(self) -> bool:
         return self.handler.can_stream()
 
     async def stream(self, body: bytes, content_type: str) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
+        self._admit()
         chunks = self.handler.stream(body, content_type)
-        while (chunk := await loop.run_in_executor(self.executor, next, chunks, None)) is not None:
-            yield chunk
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        try:
+            while True:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                try:
+                    chunk = await asyncio.wait_for(
+                        asyncio.wrap_future(self.worker.submit(next, chunks, None)), left
+                    )
+                except TimeoutError:
+                    raise timed_out(self.timeout_s) from None
+                if chunk is None:
+                    return
+                yield chunk
+        finally:  # closed on the worker, after any next() still running there
+            self.worker.submit(chunks.close)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.worker.close()
 
 
 class EngineBackend:
@@ -88,6 +167,8 @@ class EngineBackend:
         max_batch: int = 16,
         max_len: int | None = None,
         max_waiting: int | None = None,
+        timeout_s: float | None = None,
+        retry_after_s: int = 1,
     ):
         import torch
 
@@ -98,8 +179,14 @@ class EngineBackend:
         self.loaded = load_finetuned(model_dir, dtype=torch.bfloat16 if bf16 else None)
         if self.loaded.kind != "causal":
             raise HandlerError("the engine serves causal models", 500)
-        config = self.loaded.model.config
-        limit = max_len or min(getattr(config, "max_position_embeddings", 2048), 4096)
+        context = getattr(self.loaded.model.config, "max_position_embeddings", 2048)
+        if max_len is not None and max_len > context:
+            raise HandlerError(
+                f"serve.max_len ({max_len}) is over the model's context of {context} tokens; "
+                f"use at most {context}",
+                500,
+            )
+        limit = max_len or min(context, 4096)
         self.engine = Engine(
             self.loaded.model,
             self.loaded.tokenizer,
@@ -109,6 +196,7 @@ class EngineBackend:
         )
         self.tokenizer = self.loaded.tokenizer
         self.format = self.loaded.prompt_format
+        self.timeout_s, self.retry_after_s = timeout_s, retry_after_s
 
     # ---- Hugging Face toolkit payloads (the SageMaker routes) --------------------------
     def _parse(self, body: bytes, content_type: str) -> tuple[list[str], dict[str, Any]]:
@@ -149,11 +237,15 @@ class EngineBackend:
         return self.format.encode_prompt(self.format.fields_for(text), self.tokenizer)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
+        """Admit one request (503 when the queue is full, 400 when it cannot fit); the
+        engine cancels it once it has run for the request time limit."""
         try:
-            return self.engine.submit(prompt_ids, params)
+            return self.engine.submit(prompt_ids, params, timeout_s=self.timeout_s)
         except QueueFull as exc:
-            raise Overloaded(f"the server is at capacity ({exc}); retry shortly") from None
-        except ValueError as exc:
+            raise Overloaded(
+                f"the server is at capacity ({exc}); retry shortly", self.retry_after_s
+            ) from None
+        except (OverBudget, ValueError) as exc:
             raise HandlerError(str(exc)) from None
 
     async def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
@@ -167,6 +259,11 @@ class EngineBackend:
         finally:
             for handle in handles:
                 handle.cancel()  # no-op for finished ones; frees the slot of abandoned ones
+        for output in outputs:
+            if output.finish_reason == "timeout":
+                raise timed_out(self.timeout_s)
+            if output.error:
+                raise RuntimeError(output.error)
         return json.dumps([{"generated_text": o.text.strip()} for o in outputs]).encode(), JSON
 
     def can_stream(self) -> bool:
@@ -182,6 +279,8 @@ class EngineBackend:
             async for output in handle.stream():
                 if output.error:
                     raise RuntimeError(output.error)
+                if output.finish_reason == "timeout":
+                    raise timed_out(self.timeout_s)
                 piece = output.text.lstrip() if not text else output.text
                 text += output.text
                 if piece:
@@ -194,11 +293,21 @@ class EngineBackend:
         self.engine.close()
 
 
-def load_backend(model_dir: Path, max_batch: int = 16, max_waiting: int | None = None):
+def load_backend(
+    model_dir: Path, settings: ServeConfig, timeout_s: float | None = None
+) -> ThreadedHandler | EngineBackend:
     """The engine for llmship's own causal artifacts, the artifact's handler otherwise;
-    at most `max_waiting` requests queue for either (default: four per batch slot)."""
+    at most settings.max_waiting requests queue for either, each runs for at most
+    `timeout_s`."""
     if is_llmship_handler(model_dir):
         info = json.loads((Path(model_dir) / "llmship.json").read_text(encoding="utf-8"))
         if info.get("prompt_format", {}).get("kind") == "causal":
-            return EngineBackend(model_dir, max_batch=max_batch, max_waiting=max_waiting)
-    return ThreadedHandler(model_dir, max_waiting if max_waiting is not None else 4 * max_batch)
+            return EngineBackend(
+                model_dir,
+                max_batch=settings.max_batch,
+                max_len=settings.max_len,
+                max_waiting=settings.waiting(),
+                timeout_s=timeout_s,
+                retry_after_s=settings.retry_after_s,
+            )
+    return ThreadedHandler(model_dir, settings.waiting(), timeout_s, settings.retry_after_s)

@@ -2,7 +2,9 @@
 
 Request and response bodies follow OpenAI's API, streaming included (server-sent
 events ending in `data: [DONE]`), with usage token counts and OpenAI-style error
-bodies, so the official `openai` client works unchanged with base_url.
+bodies, so the official `openai` client works unchanged with base_url. At capacity: 503
+`server_overloaded` with Retry-After; past the time limit: 408 `timeout` (or an error
+event inside a stream); a client that leaves frees its slot.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,8 +20,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmship.engine.engine import RequestHandle
 from llmship.engine.sampling import SamplingParams
-from llmship.serve.backends import EngineBackend, Overloaded
+from llmship.serve.admission import CLIENT_GONE, BodyRefused, ClientGone, unless_disconnected
+from llmship.serve.backends import EngineBackend, ModelState, Overloaded
 from llmship.serve.handler import HandlerError
+from llmship.serve.responses import openai_error
 
 COMMON = {
     "model",
@@ -56,29 +60,24 @@ class OpenAIError(Exception):
         self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
-        return JSONResponse(
-            {
-                "error": {
-                    "message": str(self),
-                    "type": self.kind,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            },
-            status_code=self.status,
-            headers={"Retry-After": str(self.retry_after)} if self.retry_after else None,
+        return openai_error(
+            self.status, str(self), self.kind, self.param, self.code, self.retry_after
         )
 
 
-def add_openai_routes(app: FastAPI, backend: Callable[[], Any], model_name: str) -> None:
-    """Mount the routes; `backend()` returns the loaded backend (or None while loading)."""
+def add_openai_routes(
+    app: FastAPI,
+    state: ModelState,
+    model_name: str,
+    read: Callable[[Request], Awaitable[bytes]],
+) -> None:
+    """Mount the routes on the backend `state` holds once loaded; `read` reads a body
+    within the server's size and time limits."""
 
     def engine() -> EngineBackend:
-        current = backend()
+        current = state.backend
         if current is None:
-            raise OpenAIError(
-                "the model is still loading; retry shortly", 503, kind="service_unavailable"
-            )
+            raise OpenAIError(state.not_ready(), 503, kind="service_unavailable")
         if not getattr(current, "openai", False):
             raise OpenAIError(
                 "this artifact's own code/inference.py does not serve the OpenAI "
@@ -102,18 +101,20 @@ def add_openai_routes(app: FastAPI, backend: Callable[[], Any], model_name: str)
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         try:
-            body = await _body(request, CHAT, "messages")
+            body = _body(await _read(request), CHAT, "messages")
             served = engine()
             prompt_ids = _chat_prompt(served, body["messages"])
             limit = body.get("max_completion_tokens", body.get("max_tokens"))
-            return await _complete(served, body, prompt_ids, limit, chat=True)
+            return await _complete(request, served, body, prompt_ids, limit, chat=True)
         except OpenAIError as exc:
             return exc.response()
+        except ClientGone:
+            return Response(status_code=CLIENT_GONE)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         try:
-            body = await _body(request, COMPLETION, "prompt")
+            body = _body(await _read(request), COMPLETION, "prompt")
             served = engine()
             prompt = body["prompt"]
             if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
@@ -128,12 +129,29 @@ def add_openai_routes(app: FastAPI, backend: Callable[[], Any], model_name: str)
                 raise OpenAIError(
                     "prompt must be a non-empty string or list of token ids", param="prompt"
                 )
-            return await _complete(served, body, prompt_ids, body.get("max_tokens", 16), chat=False)
+            limit = body.get("max_tokens", 16)
+            return await _complete(request, served, body, prompt_ids, limit, chat=False)
         except OpenAIError as exc:
             return exc.response()
+        except ClientGone:
+            return Response(status_code=CLIENT_GONE)
+
+    async def _read(request: Request) -> bytes:
+        try:
+            return await read(request)
+        except BodyRefused as exc:
+            if exc.status == CLIENT_GONE:
+                raise ClientGone from None
+            kind = "timeout" if exc.status == 408 else "invalid_request_error"
+            raise OpenAIError(str(exc), exc.status, kind=kind) from None
 
     async def _complete(
-        served: EngineBackend, body: dict, prompt_ids: list[int], limit: int | None, chat: bool
+        request: Request,
+        served: EngineBackend,
+        body: dict,
+        prompt_ids: list[int],
+        limit: int | None,
+        chat: bool,
     ) -> Response:
         if body.get("model") != model_name:
             raise OpenAIError(
@@ -160,14 +178,17 @@ def add_openai_routes(app: FastAPI, backend: Callable[[], Any], model_name: str)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                _events(handle, meta, chat, include_usage), media_type="text/event-stream"
+                _events(handle, meta, chat, include_usage, _timed_out(served)),
+                media_type="text/event-stream",
             )
         try:
-            output = await handle.aresult()
+            output = await unless_disconnected(request, handle.aresult())
         finally:
             handle.cancel()
         if output.error:
             raise OpenAIError(output.error, 500, kind="server_error")
+        if output.finish_reason == "timeout":
+            raise OpenAIError(_timed_out(served), 408, kind="timeout")
         text = output.text.strip() if chat else output.text
         choice: dict[str, Any] = {
             "index": 0,
@@ -188,9 +209,13 @@ def add_openai_routes(app: FastAPI, backend: Callable[[], Any], model_name: str)
         )
 
 
-async def _body(request: Request, allowed: set[str], required: str) -> dict[str, Any]:
+def _timed_out(served: EngineBackend) -> str:
+    return f"generation ran past the {served.timeout_s:g} s limit and was cancelled"
+
+
+def _body(raw: bytes, allowed: set[str], required: str) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body())
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OpenAIError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -261,7 +286,7 @@ def _usage(output) -> dict[str, int]:
 
 
 async def _events(
-    handle: RequestHandle, meta: dict, chat: bool, include_usage: bool
+    handle: RequestHandle, meta: dict, chat: bool, include_usage: bool, timeout_message: str
 ) -> AsyncIterator[str]:
     kind = "chat.completion.chunk" if chat else "text_completion"
 
@@ -282,8 +307,9 @@ async def _events(
             yield chunk(None, None, first=True)
         started = False
         async for output in handle.stream():
-            if output.error:
-                error = {"error": {"message": output.error, "type": "server_error"}}
+            if output.error or output.finish_reason == "timeout":
+                kind = "server_error" if output.error else "timeout"
+                error = {"error": {"message": output.error or timeout_message, "type": kind}}
                 yield f"data: {json.dumps(error)}\n\n"
                 return
             text = output.text.lstrip() if chat and not started else output.text

@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from llmship.config.serving import ServeConfig
 from llmship.errors import PackageError
 from llmship.package.build import build_artifact
 from llmship.package.extract import safe_extract
@@ -40,12 +41,10 @@ def resolve_artifact(
     raise PackageError(f"{source} not found; give a model.tar.gz, an artifact directory or a run")
 
 
-GRACE_S = 30.0
-
-
-def _container_server(app, host: str, port: int):
+def _container_server(app, host: str, port: int, grace_s: float):
     """uvicorn, stopping as a SageMaker container should: on SIGTERM, stop taking new
-    connections, let in-flight requests finish (up to GRACE_S), then exit 0."""
+    connections, let in-flight requests finish (up to `grace_s`; then they are
+    cancelled, freeing their slots), then exit 0. A second SIGTERM stops at once."""
     import signal
 
     import uvicorn
@@ -53,12 +52,21 @@ def _container_server(app, host: str, port: int):
     class ContainerServer(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
             if sig == signal.SIGTERM:  # an orderly stop, not to be re-raised after draining
+                self.force_exit = self.should_exit
                 self.should_exit = True
                 return
             super().handle_exit(sig, frame)
 
+    # Idle keep-alive connections stay open longer than clients keep them pooled (httpx
+    # and botocore: 5 s and more): a server that closes first races a client reusing the
+    # connection, which then sees its request dropped.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(GRACE_S)
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=grace_s,
+        timeout_keep_alive=75,
     )
     return ContainerServer(config)
 
@@ -69,16 +77,15 @@ def serve(
     port: int | None = None,
     endpoint_name: str = "local",
     endpoint_kind: str = "realtime",
-    max_batch: int = 16,
-    max_waiting: int | None = None,
+    settings: ServeConfig | None = None,
 ) -> None:
-    """Serve until interrupted or stopped; `max_batch` requests decode together."""
+    """Serve until interrupted or stopped, within the bounds `settings` set (the
+    `serve:` config section)."""
     from llmship.serve.app import create_app
 
+    settings = settings or ServeConfig()
     limits = limits_for(endpoint_kind)
     with tempfile.TemporaryDirectory(prefix="llmship-serve-") as workdir:
         model_dir = resolve_artifact(source, Path(workdir))
-        app = create_app(
-            model_dir, endpoint_name, limits, max_batch=max_batch, max_waiting=max_waiting
-        )
-        _container_server(app, host, port or default_port()).run()
+        app = create_app(model_dir, endpoint_name, limits, settings)
+        _container_server(app, host, port or default_port(), settings.shutdown_grace_s).run()
