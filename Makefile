@@ -7,7 +7,8 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # A second environment pinned like the AWS Hugging Face PyTorch inference container
-# (transformers 4.51.3, inference toolkit 2.6.0): artifacts are tested against it.
+# (transformers 4.51.3, inference toolkit 2.6.0): artifacts are tested against it, and the
+# training entry point runs under it with what its requirements.txt adds.
 HF4 ?= .venv-hf4
 HF4_STAMP := $(HF4)/.installed
 
@@ -26,7 +27,7 @@ $(HF4_STAMP): Makefile
 	$(HF4)/bin/python -m pip install -q "$(TORCH)"
 	$(HF4)/bin/python -m pip install -q "transformers==4.51.3" \
 		"sagemaker-huggingface-inference-toolkit==2.6.0" "multi-model-server==1.1.11" \
-		"safetensors"
+		"safetensors" "peft==0.15.2" pydantic python-dotenv rich tensorboard
 	touch $(HF4_STAMP)
 
 demo: $(STAMP)

@@ -5,7 +5,9 @@ as JSON in https://github.com/aws/sagemaker-python-sdk, under
 `sagemaker-core/src/sagemaker/core/image_uri_config/` (older releases:
 `src/sagemaker/image_uri_config/`). llmship reads a small generated extract instead of
 depending on the SDK: the Hugging Face PyTorch inference containers llmship packages
-for, and the newest TGI and LMI (DJL) containers.
+for, the newest TGI and LMI (DJL) containers, and the Hugging Face PyTorch training
+containers `llmship train --target sagemaker` runs in (each pins transformers and
+PyTorch; the job's requirements.txt keeps both).
 
 Usage:
     python scripts/refresh_image_facts.py PATH [--commit SHA] [--date YYYY-MM-DD] [--out FILE]
@@ -37,6 +39,10 @@ OUT = Path(__file__).resolve().parents[1] / "src/llmship/deploy/data/images.json
 HF_VERSIONS = ("4.48.0", "4.49.0", "4.51.3")
 HF_DEFAULT = "4.51.3"
 RECENT = 4  # how many of the newest TGI and LMI versions to keep
+# The Hugging Face training containers llmship trains in (plus the newest); the default
+# is the newest 5.x, the transformers major llmship itself is written for.
+HF_TRAINING_VERSIONS = ("4.49.0", "4.55.0", "4.56.2", "5.3.0")
+HF_TRAINING_DEFAULT = "5.3.0"
 
 # ECR host name suffix by partition; the isolated partitions (us-iso*, eu-isoe*, eusc-*)
 # use other domains and are left out.
@@ -92,13 +98,20 @@ class Registries:
         return sorted(kept)
 
 
-def huggingface(config: dict, registries: Registries) -> dict:
-    versions = config["inference"]["versions"]
+def huggingface(
+    config: dict,
+    registries: Registries,
+    scope: str = "inference",
+    kept: tuple[str, ...] = HF_VERSIONS,
+    default: str = HF_DEFAULT,
+) -> dict:
+    """The Hugging Face PyTorch images of `scope` (inference or training) for `kept`."""
+    versions = config[scope]["versions"]
     newest = max(versions, key=version_key)
-    wanted = sorted({*HF_VERSIONS, newest}, key=version_key)
+    wanted = sorted({*kept, newest}, key=version_key)
     missing = [v for v in wanted if v not in versions]
     if missing:
-        raise SystemExit(f"huggingface.json lacks inference versions {missing}")
+        raise SystemExit(f"huggingface.json lacks {scope} versions {missing}")
     out, repository = {}, None
     for version in wanted:
         pytorch = max((k for k in versions[version] if k.startswith("pytorch")), key=version_key)
@@ -113,7 +126,7 @@ def huggingface(config: dict, registries: Registries) -> dict:
             },
             "regions": registries.regions(facts["registries"]),
         }
-    return {"repository": repository, "default": HF_DEFAULT, "versions": out}
+    return {"repository": repository, "default": default, "versions": out}
 
 
 def tgi(config: dict, registries: Registries) -> dict:
@@ -162,6 +175,15 @@ def build(config_dir: Path, commit: str | None, date: str) -> dict:
         "tgi": tgi(configs["tgi"], registries),
         "lmi": lmi(configs["lmi"], registries),
     }
+    training = {
+        "huggingface": huggingface(
+            configs["huggingface"],
+            registries,
+            "training",
+            HF_TRAINING_VERSIONS,
+            HF_TRAINING_DEFAULT,
+        )
+    }
     return {
         "source": {
             "url": SOURCE_URL,
@@ -172,6 +194,7 @@ def build(config_dir: Path, commit: str | None, date: str) -> dict:
         "generated_by": "scripts/refresh_image_facts.py (do not edit by hand)",
         "registries": dict(sorted(registries.hosts.items())),
         "containers": containers,
+        "training": training,
     }
 
 
@@ -186,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(facts, indent=1) + "\n")
     kept = {name: list(c["versions"]) for name, c in facts["containers"].items()}
+    kept.update({f"{n} training": list(c["versions"]) for n, c in facts["training"].items()})
     print(f"wrote {args.out}: {kept}", file=sys.stderr)
     return 0
 

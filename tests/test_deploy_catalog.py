@@ -133,11 +133,25 @@ def _sdk_files(folder: Path, tgi_account: str = "763104351884") -> Path:
             "container_version": {"gpu": "cu124-ubuntu22.04", "cpu": "ubuntu22.04"},
         }
     }
+    training_version = {
+        "pytorch2.5.1": {
+            "py_versions": ["py311"],
+            "registries": regs,
+            "repository": "huggingface-pytorch-training",
+            "container_version": {"gpu": "cu124-ubuntu22.04"},
+        }
+    }
     huggingface = {
         "inference": {
             "processors": ["gpu", "cpu"],
             "versions": {v: hf_version for v in ("4.37.0", "4.48.0", "4.49.0", "4.51.3", "5.6.0")},
-        }
+        },
+        "training": {
+            "processors": ["gpu"],
+            "versions": {
+                v: training_version for v in ("4.46.1", "4.49.0", "4.55.0", "4.56.2", "5.3.0")
+            },
+        },
     }
     tgi = {
         "inference": {
@@ -197,6 +211,12 @@ def test_refresh_script_extracts_what_llmship_needs(tmp_path):
     )
     data = json.loads(out.read_text())
     assert data["source"]["commit"] == "abc123" and data["source"]["retrieved"] == "2026-01-02"
+    training = data["training"]["huggingface"]
+    assert training["repository"] == "huggingface-pytorch-training"
+    assert list(training["versions"]) == ["4.49.0", "4.55.0", "4.56.2", "5.3.0"]  # 4.46 dropped
+    assert training["versions"]["4.49.0"]["tags"] == {
+        "gpu": "2.5.1-transformers4.49.0-gpu-py311-cu124-ubuntu22.04"
+    }
     hf = data["containers"]["huggingface"]
     assert list(hf["versions"]) == ["4.48.0", "4.49.0", "4.51.3", "5.6.0"]  # 4.37 dropped
     assert hf["default"] == "4.51.3"

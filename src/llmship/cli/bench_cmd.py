@@ -25,7 +25,9 @@ def serve(
     ] = None,
     input_len: Annotated[int, typer.Option(help="Prompt tokens.")] = 128,
     output_len: Annotated[int, typer.Option(help="Output tokens (EOS ignored).")] = 64,
-    num_prompts: Annotated[int, typer.Option(help="Requests per setting.")] = 32,
+    num_prompts: Annotated[
+        str, typer.Option(help="Requests per setting: one number, or one per concurrency.")
+    ] = "32",
     concurrency: Annotated[
         str, typer.Option(help="Closed-loop concurrencies, e.g. 1,8,64.")
     ] = "1,8",
@@ -39,6 +41,13 @@ def serve(
         str | None,
         typer.Option(
             help="naive: per-request transformers generate on the same model, same run.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline_prompts: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests per setting for the baseline (it serves one at a time).",
             show_default=False,
         ),
     ] = None,
@@ -58,8 +67,22 @@ def serve(
     from llmship.bench.serving import save
 
     levels = tuple(int(c) for c in concurrency.split(","))
+    counts = tuple(int(n) for n in num_prompts.split(","))
+    if len(counts) not in (1, len(levels)):
+        raise typer.BadParameter(
+            f"{len(counts)} counts for {len(levels)} concurrencies", param_hint="--num-prompts"
+        )
     results = bench_serve(
-        shape, model, input_len, output_len, num_prompts, levels, request_rate, baseline, seed
+        shape,
+        model,
+        input_len,
+        output_len,
+        counts * len(levels) if len(counts) == 1 else counts,
+        levels,
+        request_rate,
+        baseline,
+        seed,
+        baseline_prompts=baseline_prompts,
     )
     table = Table(
         "server",
@@ -105,13 +128,78 @@ def serve(
             "model": str(model) if model else None,
             "input_len": input_len,
             "output_len": output_len,
-            "num_prompts": num_prompts,
+            "num_prompts": [r.num_prompts for r in results],
             "concurrency": list(levels),
             "request_rate": request_rate,
             "baseline": baseline,
             "seed": seed,
             "torch_threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        }
+        save(results, out, settings)
+        console.print(f"saved {out}")
+
+
+@app.command("train")
+def train(
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="Random-init Llama shape: llama-3.2-1b, cpu-small, cpu-vocab (128k vocabulary, "
+            "tiny body) or cpu-tiny."
+        ),
+    ] = "cpu-small",
+    seq_len: Annotated[
+        int, typer.Option(help="Longest example; the plain loop's row width.")
+    ] = 512,
+    batch: Annotated[int, typer.Option(help="Rows per step at seq-len.")] = 8,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: plain, llmship or qlora; @N sets the row length (same tokens "
+            "per step), +option/-option turns a train option on/off, e.g. "
+            "plain,llmship,llmship@2048+compile,llmship-chunked_loss."
+        ),
+    ] = "plain,llmship",
+    steps: Annotated[int, typer.Option(min=1, help="Timed optimizer steps per variant.")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps first.")] = 3,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (every linear layer).")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed for the weights and the data.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Save the results as JSON.", show_default=False)
+    ] = None,
+) -> None:
+    """Training tokens/s (non-padding), peak memory and MFU of llmship's training loop
+    against the plain transformers + peft + AdamW loop, same model shape and data, each
+    variant in a fresh process.
+
+    Examples:
+      llmship bench train --shape cpu-small --seq-len 512 --batch 8 --variants plain,llmship
+      llmship bench train --shape cpu-vocab --seq-len 256 --batch 8
+        --variants plain,llmship,llmship-chunked_loss
+    """
+    from llmship.bench.training import SHAPES, bench_train, format_table, parse_variant, save
+
+    specs = [v.strip() for v in variants.split(",") if v.strip()]
+    try:
+        for spec in specs:
+            parse_variant(spec, seq_len, batch)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--variants") from exc
+    if shape not in SHAPES:
+        raise typer.BadParameter(f"choose one of {', '.join(SHAPES)}", param_hint="--shape")
+    results = bench_train(shape, seq_len, batch, specs, steps, warmup, seed, lora_r)
+    typer.echo(format_table(results))
+    if out is not None:
+        settings = {
+            "shape": shape,
+            "seq_len": seq_len,
+            "batch": batch,
+            "variants": specs,
+            "steps": steps,
+            "warmup": warmup,
+            "lora_r": lora_r,
+            "seed": seed,
         }
         save(results, out, settings)
         console.print(f"saved {out}")

@@ -48,18 +48,87 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Where training runs: local, local-container (the SageMaker entry point "
+            "under a temporary /opt/ml tree here), sagemaker (a training job) or bedrock "
+            "(default: train.target).",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="sagemaker: create the job without asking.")
+    ] = False,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            help="local-container: the Python that runs the entry point (e.g. a virtual "
+            "environment holding the training container's library versions).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune the base model on the configured data (a new run directory per run).
 
-    Examples: llmship train --set train.epochs=1 | llmship train --resume latest
+    Examples: llmship train --set train.epochs=1 | llmship train --resume latest |
+    llmship train --target sagemaker --set train.sagemaker.spot=true
     """
-    from llmship.train.run import train
-
     overrides = list(set_ or [])
     if merge is not None:
         overrides.append(f"train.merge={str(merge).lower()}")
+    if target is not None:
+        overrides.append(f"train.target={target}")
     loaded = load(config, overrides)
+    target = loaded.config.train.target
+    if python is not None and target != "local-container":
+        raise typer.BadParameter("goes with --target local-container", param_hint="--python")
     reporter = RichReporter()
+    if target == "bedrock":
+        from llmship.bedrock.customize import train_on_bedrock
+
+        run = train_on_bedrock(loaded, reporter=reporter, output=output)
+        console.print(f"run directory: {run.root}")
+        return
+    if target == "local-container":
+        from llmship.train.container import run_local_container
+
+        result = run_local_container(
+            loaded,
+            output=output,
+            resume=resume,
+            python=python,
+            on_line=lambda line: console.print(line, highlight=False, markup=False),
+        )
+        console.print(f"run directory: {result.run.root}")
+        console.print(f"model.tar.gz:  {result.model_tar}  (what SageMaker would upload)")
+        console.print(f"metrics:       {result.metrics}")
+        return
+    if target == "sagemaker":
+        from llmship.runs import find_run, new_run
+        from llmship.train.run import prepare_run_data
+        from llmship.train.sagemaker_job import submit
+
+        def confirm(summary: str) -> bool:
+            console.print(summary, highlight=False)
+            return yes or typer.confirm("Create this training job (billed while it runs)?")
+
+        if resume:
+            run = find_run(loaded, resume, output)  # same run: same checkpoints in S3
+        else:
+            run = new_run(loaded, output)
+            prepare_run_data(loaded, run)
+        job = submit(loaded, run, reporter=reporter, confirm=confirm)
+        if job is None:
+            console.print("nothing created")
+            return
+        console.print(f"training job {job.name}: {job.status}")
+        console.print(f"model artifact: {job.model_data}")
+        console.print(f"deploy it: llmship deploy --set deploy.model_data={job.model_data}")
+        return
+
+    from llmship.train.run import train
+
     run, result = train(
         loaded, output=output, resume=resume, overrides=overrides, reporter=reporter
     )
@@ -79,14 +148,16 @@ def eval_command(
     target: Annotated[
         str,
         typer.Option(
-            help="Where the model generates: local (the run's model here) or sagemaker "
-            "(the deployed endpoint answers the same rows)."
+            help="Where the model generates: local (the run's model here), sagemaker "
+            "(the deployed endpoint answers the same rows) or bedrock (the Bedrock deployment "
+            "answers them)."
         ),
     ] = "local",
     endpoint: Annotated[
         str | None,
         typer.Option(
-            help="sagemaker: the endpoint (default: deploy.name, else <project>-<run>).",
+            help="sagemaker / bedrock: the endpoint or deployment (default: deploy.name, "
+            "else <project>-<run>).",
             show_default=False,
         ),
     ] = None,
@@ -106,14 +177,20 @@ def eval_command(
     from llmship.runs import find_run
     from llmship.train.evaluation import evaluate, report_paths
 
-    if target not in ("local", "sagemaker"):
-        raise typer.BadParameter(f"{target!r}; choose local or sagemaker", param_hint="--target")
+    if target not in ("local", "sagemaker", "bedrock"):
+        raise typer.BadParameter(
+            f"{target!r}; choose local, sagemaker or bedrock", param_hint="--target"
+        )
     if target == "local" and (endpoint or endpoint_url):
-        raise typer.BadParameter("goes with --target sagemaker", param_hint="--endpoint")
+        raise typer.BadParameter("goes with --target sagemaker or bedrock", param_hint="--endpoint")
+    if target == "bedrock" and endpoint_url:
+        raise typer.BadParameter("goes with --target sagemaker", param_hint="--endpoint-url")
     loaded = load(config, set_)
     found = find_run(loaded, run, output)
     if target == "local":
         report = evaluate(found, loaded.config.eval, RichReporter())
+    elif target == "bedrock":
+        report = _eval_on_bedrock(loaded, found, endpoint)
     else:
         report = _eval_on_endpoint(loaded, found, endpoint, endpoint_url)
     console.print(
@@ -143,6 +220,36 @@ def _eval_on_endpoint(loaded, found, endpoint: str | None, endpoint_url: str | N
     return evaluate(
         found, cfg.eval, RichReporter(), generator=generator, target=f"sagemaker-{name}"
     )
+
+
+def _eval_on_bedrock(loaded, found, deployment: str | None):
+    """The evaluation with the run's Bedrock deployment generating: Converse for a
+    fine-tuned model, InvokeModel with the run's own prompt rendering for an imported one."""
+    from llmship.aws.session import make_session
+    from llmship.bedrock.invoke import converse_generator, imported_generator
+    from llmship.bedrock.target import IMPORTED_KIND, hosting_of
+    from llmship.deploy.names import default_name
+    from llmship.state import StateStore
+    from llmship.train.evaluation import evaluate, prompt_format_of
+
+    cfg = loaded.config
+    name = deployment or cfg.deploy.name or default_name(cfg.project.name, found.run_id)
+    hosting = hosting_of(StateStore(), name)
+    aws = cfg.aws.model_copy(update={"region": hosting.region}) if hosting.region else cfg.aws
+    session, prompt_format = make_session(aws), prompt_format_of(found)
+    workers, params = cfg.eval.batch_size, cfg.eval.generation
+    if hosting.kind == IMPORTED_KIND:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(found.model))
+        generator = imported_generator(
+            session, hosting.details["arn"], prompt_format, tokenizer, params, workers
+        )
+    else:
+        generator = converse_generator(
+            session, hosting.details["arn"], prompt_format, params, workers
+        )
+    return evaluate(found, cfg.eval, RichReporter(), generator=generator, target=f"bedrock-{name}")
 
 
 def generate_command(

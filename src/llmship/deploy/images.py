@@ -5,6 +5,8 @@ The facts (repositories, tags, the registry account of each region) come from on
 generated file, data/images.json, extracted from the SageMaker Python SDK's image
 config by scripts/refresh_image_facts.py; no URI is typed by hand anywhere else. The
 huggingface container defaults to the transformers version llmship packages for.
+The Hugging Face PyTorch training containers (what SageMaker training jobs run in) are
+a separate table with their own accessor, training_image().
 """
 
 from __future__ import annotations
@@ -94,3 +96,49 @@ def image_for(
         framework=dict(release["framework"]),
         device=device,
     )
+
+
+def training_image(region: str, transformers_version: str | None = None) -> Image:
+    """The Hugging Face PyTorch training image (GPU) for `transformers_version` in `region`.
+
+    Each pins its transformers and PyTorch (Image.framework); the training job's
+    requirements.txt keeps both, so what trained is what the image shipped.
+    """
+    data = facts()
+    entry = data["training"]["huggingface"]
+    version = transformers_version or entry["default"]
+    where = (
+        f"image facts from {data['source']['url']}, {data['source']['retrieved']}; "
+        "scripts/refresh_image_facts.py updates them"
+    )
+    if version not in entry["versions"]:
+        raise DeployError(
+            f"train.sagemaker.transformers_version: no Hugging Face PyTorch training container "
+            f"for transformers {version!r}; known: {', '.join(entry['versions'])} ({where})"
+        )
+    release = entry["versions"][version]
+    if region not in release["regions"]:
+        raise DeployError(
+            f"the Hugging Face PyTorch training container for transformers {version} is not "
+            f"published in region {region!r}; regions: {', '.join(release['regions'])} (set "
+            "aws.region to one of them)"
+        )
+    return Image(
+        uri=f"{data['registries'][region]}/{entry['repository']}:{release['tags']['gpu']}",
+        container="huggingface-training",
+        version=version,
+        framework=dict(release["framework"]),
+        device="gpu",
+    )
+
+
+def training_framework(transformers_version: str | None = None) -> dict[str, str]:
+    """What a training container pins ({"transformers", "pytorch", "python"}), any region."""
+    entry = facts()["training"]["huggingface"]
+    version = transformers_version or entry["default"]
+    if version not in entry["versions"]:
+        raise DeployError(
+            f"train.sagemaker.transformers_version: no Hugging Face PyTorch training container "
+            f"for transformers {version!r}; known: {', '.join(entry['versions'])}"
+        )
+    return dict(entry["versions"][version]["framework"])

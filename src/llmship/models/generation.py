@@ -34,6 +34,7 @@ def load_finetuned(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    from llmship.models.loading import dtype_argument
     from llmship.train.run import read_model_info
 
     model_dir = Path(model_dir)
@@ -51,9 +52,9 @@ def load_finetuned(
                 if prompt_format.kind == "seq2seq"
                 else AutoPeftModelForCausalLM
             )
-            model = peft_auto.from_pretrained(model_dir, dtype=dtype or "auto")
+            model = peft_auto.from_pretrained(model_dir, **dtype_argument(dtype or "auto"))
         else:
-            model = auto.from_pretrained(model_dir, dtype=dtype or "auto")
+            model = auto.from_pretrained(model_dir, **dtype_argument(dtype or "auto"))
     except (OSError, ValueError) as exc:
         raise EvalError(f"cannot load the trained model in {model_dir}: {exc}") from exc
     if tokenizer.pad_token is None:

@@ -6,7 +6,7 @@ what to check (the id, HF_TOKEN for gated models, a local path when offline).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmship.errors import ModelError
 
@@ -62,7 +62,7 @@ def published_dtype(model_cfg: ModelConfig, source: str) -> torch.dtype | None:
         config = AutoConfig.from_pretrained(source, **_hub_kwargs(model_cfg))
     except (OSError, ValueError) as exc:
         raise _translate(source, exc) from exc
-    dtype = getattr(config, "dtype", None)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)  # 4.x name
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
     return dtype if isinstance(dtype, torch.dtype) else None
@@ -79,6 +79,16 @@ def load_tokenizer(model_cfg: ModelConfig, source: str):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def dtype_argument(dtype: Any) -> dict[str, Any]:
+    """from_pretrained's dtype keyword: `dtype` since transformers 4.56, `torch_dtype`
+    before (the SageMaker training images pin 4.49 and 4.55 too)."""
+    import transformers
+    from packaging.version import Version
+
+    old = Version(transformers.__version__) < Version("4.56")
+    return {"torch_dtype" if old else "dtype": dtype}
 
 
 def pick_dtype(model_cfg: ModelConfig, device: torch.device) -> torch.dtype:
@@ -108,7 +118,7 @@ def load_model(
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": 0}
     try:
-        return auto.from_pretrained(source, dtype=dtype, **kwargs)
+        return auto.from_pretrained(source, **dtype_argument(dtype), **kwargs)
     except (OSError, ValueError) as exc:
         raise _translate(source, exc) from exc
 

@@ -2,6 +2,9 @@
 
 Each checkpoint is written to a temporary directory and renamed when complete, so a
 run killed mid-save (a spot interruption) resumes from the last whole checkpoint.
+Under data-parallel training only global rank 0 writes (every rank holds the same
+weights and optimizer state), and names are those of the model inside the DDP wrapper,
+so a checkpoint resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llmship.errors import TrainError
+from llmship.train.distributed import current_rank, unwrap
 
 PREFIX = "step-"
 
@@ -33,7 +37,7 @@ class TrainState:
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {
         name: param.detach().contiguous().cpu()
-        for name, param in model.named_parameters()
+        for name, param in unwrap(model).named_parameters()
         if param.requires_grad
     }
 
@@ -41,9 +45,11 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(
     directory: Path, model, optimizer, scheduler, state: TrainState, keep: int
 ) -> Path:
-    """Write checkpoint step-N and keep only the newest `keep` ones."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write checkpoint step-N and keep only the newest `keep` ones (rank 0 only)."""
     final = directory / f"{PREFIX}{state.step:07d}"
+    if not current_rank().is_main:
+        return final
+    directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f".{final.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
@@ -73,6 +79,7 @@ def list_checkpoints(directory: Path) -> list[Path]:
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
     """Restore everything save_checkpoint wrote; the model must have the same trainable names."""
     weights = load_file(path / "trainable.safetensors")
+    model = unwrap(model)
     expected = {name for name, p in model.named_parameters() if p.requires_grad}
     if set(weights) != expected:
         raise TrainError(

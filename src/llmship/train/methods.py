@@ -8,7 +8,7 @@ from importlib.util import find_spec
 
 import torch
 
-from llmship.config.schema import LlmshipConfig
+from llmship.config.schema import LlmshipConfig, LoraConfig
 from llmship.errors import TrainError
 from llmship.models.loading import ModelKind, load_model, pick_dtype
 
@@ -21,26 +21,27 @@ class MethodContext:
     device: torch.device
 
 
-def _lora_config(ctx: MethodContext):
-    from peft import LoraConfig, TaskType
+def add_lora(model: torch.nn.Module, lora: LoraConfig, kind: ModelKind) -> torch.nn.Module:
+    """`model` with peft LoRA adapters as train.lora configures them (the benchmark adds
+    them to its random-init models the same way)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import TaskType, get_peft_model
 
-    lora = ctx.config.train.lora
-    return LoraConfig(
+    settings = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
-        task_type=TaskType.SEQ_2_SEQ_LM if ctx.kind == "seq2seq" else TaskType.CAUSAL_LM,
+        task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM,
     )
+    return get_peft_model(model, settings)
 
 
 def prepare_lora(ctx: MethodContext):
     """Base weights frozen in their load dtype; LoRA adapters trained in float32."""
-    from peft import get_peft_model
-
     dtype = pick_dtype(ctx.config.model, ctx.device)
     model = load_model(ctx.config.model, ctx.base_source, ctx.kind, dtype).to(ctx.device)
-    return get_peft_model(model, _lora_config(ctx))
+    return add_lora(model, ctx.config.train.lora, ctx.kind)
 
 
 def prepare_qlora(ctx: MethodContext):
@@ -54,19 +55,26 @@ def prepare_qlora(ctx: MethodContext):
         raise TrainError(
             "train.method qlora needs bitsandbytes; install it with `pip install 'llmship[gpu]'`"
         )
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
+
+    compute, quantization = qlora_quantization()
+    model = load_model(ctx.config.model, ctx.base_source, ctx.kind, compute, quantization)
+    model = prepare_model_for_kbit_training(model)
+    return add_lora(model, ctx.config.train.lora, ctx.kind)
+
+
+def qlora_quantization():
+    """The compute dtype and bitsandbytes settings of a QLoRA base: 4-bit NF4 weights with
+    double quantization, matmuls in bf16 (fp16 on GPUs without bf16)."""
     from transformers import BitsAndBytesConfig
 
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    quantization = BitsAndBytesConfig(
+    return compute, BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute,
     )
-    model = load_model(ctx.config.model, ctx.base_source, ctx.kind, compute, quantization)
-    model = prepare_model_for_kbit_training(model)
-    return get_peft_model(model, _lora_config(ctx))
 
 
 def prepare_full(ctx: MethodContext):

@@ -1,12 +1,14 @@
 """A training run: locally in a run directory, or inside a SageMaker training container.
 
 `train_in_environment` is the one code path; `train` maps the SageMaker contract into a
-local run directory and calls it, and `llmship.train.entrypoint` calls it in a job.
+local run directory and calls it, and `llmship.train.entrypoint` calls it in a job (once
+per GPU under torchrun; see llmship.train.distributed).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,16 @@ from llmship.models.loading import ModelKind, detect_kind, load_tokenizer
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir, find_run, new_run
 from llmship.train.checkpoint import TrainState
+from llmship.train.distributed import (
+    Rank,
+    barrier,
+    current_rank,
+    finish,
+    init_process_group,
+    shard,
+    unwrap,
+    wrap,
+)
 from llmship.train.environment import TrainingEnvironment
 from llmship.train.loop import LoopData, StepCallback, train_loop
 from llmship.train.methods import MethodContext, prepare_model
@@ -87,15 +99,28 @@ def train_in_environment(
     reporter: Reporter | None = None,
     callbacks: Iterable[StepCallback] = (),
 ) -> TrainResult:
-    """Train from the channels in `env` and write the final model to env.model_dir."""
+    """Train from the channels in `env` and write the final model to env.model_dir.
+
+    Under torchrun (several processes) each rank trains its shard under DDP and only
+    rank 0 reports, logs metrics and writes checkpoints and the model.
+    """
     import torch
+
+    rank = current_rank()
+    device = init_process_group(rank, env.num_gpus > 0 and torch.cuda.is_available())
+    try:
+        return _train(loaded, env, device, rank, reporter, callbacks)
+    finally:
+        finish(rank)
+
+
+def _train(loaded, env, device, rank: Rank, reporter, callbacks) -> TrainResult:
     from transformers import set_seed
 
-    reporter = reporter or RecordingReporter()
+    reporter = reporter if reporter is not None and rank.is_main else RecordingReporter()
     config = loaded.config
     if "train" not in env.channels:
         raise TrainError("no training data: the train channel (SM_CHANNEL_TRAIN) is not set")
-    device = torch.device("cuda" if env.num_gpus > 0 and torch.cuda.is_available() else "cpu")
     base_source = (
         str(env.channels["model"])
         if "model" in env.channels
@@ -120,28 +145,44 @@ def train_in_environment(
         ).examples
     if config.train.packing and kind != "causal":
         raise TrainError("train.packing works for causal models only; turn it off for seq2seq")
+    if config.train.packing and rank.distributed:
+        raise TrainError(
+            "train.packing with more than one process would give the ranks different numbers "
+            "of steps; turn packing off for multi-GPU or multi-instance training"
+        )
+    shard_rows = shard(train_rows.examples, rank)
+    if not shard_rows:
+        raise TrainError(
+            f"{len(train_rows.examples)} training rows cannot be shared among "
+            f"{rank.world_size} processes; add data or use fewer GPUs or instances"
+        )
 
     set_seed(config.train.seed)
-    model = prepare_model(MethodContext(config, base_source, kind, device))
+    model = wrap(prepare_model(MethodContext(config, base_source, kind, device)), rank, device)
     data = LoopData(
-        train=train_rows.examples,
+        train=shard_rows,
         validation=validation,
         kind=kind,
         pad_id=tokenizer.pad_token_id,
         max_length=max_length,
     )
-    metrics = MetricsLog(
-        env.output_data_dir / "metrics.jsonl",
-        env.output_data_dir / "tensorboard",
-        resume_step=_resume_step(env.checkpoint_dir),
-    )
-    try:
-        state = train_loop(
-            model, data, config.train, env.checkpoint_dir, metrics, device, reporter, callbacks
+    with tempfile.TemporaryDirectory(prefix="llmship-rank-") as scratch:
+        # Ranks other than 0 log to a scratch file that goes away with them.
+        metrics_dir = env.output_data_dir if rank.is_main else Path(scratch)
+        metrics = MetricsLog(
+            metrics_dir / "metrics.jsonl",
+            metrics_dir / "tensorboard" if rank.is_main else None,
+            resume_step=_resume_step(env.checkpoint_dir),
         )
-    finally:
-        metrics.close()
-    save_final_model(model, tokenizer, prompt_format, loaded, env, base_source, kind)
+        try:
+            state = train_loop(
+                model, data, config.train, env.checkpoint_dir, metrics, device, reporter, callbacks
+            )
+        finally:
+            metrics.close()
+    if rank.is_main:
+        save_final_model(unwrap(model), tokenizer, prompt_format, loaded, env, base_source, kind)
+    barrier(rank)
     return TrainResult(state, env.model_dir, len(train_rows.examples), train_rows.dropped)
 
 

@@ -1,0 +1,552 @@
+"""`llmship train --target sagemaker`: the run as a SageMaker training job, through boto3.
+
+Plan (read-only: names, role, bucket, image, price) -> confirm -> upload the data
+channels and the job's source (llmship + launcher + config + requirements.txt, see
+source.py) -> store HF_TOKEN in Secrets Manager and let the execution role read exactly
+that secret -> CreateTrainingJob -> poll DescribeTrainingJob while streaming the job's
+CloudWatch logs -> record the model artifact's S3 URI.
+
+Everything created is tagged (llmship:project, llmship:deployment, llmship:run) and
+recorded in the state store before the call that creates it. The deployment is the
+one `llmship deploy` would use for this run (deploy.name, else <project>-<run>), so
+`llmship destroy` finds the job's resources beside the endpoint's. This module never
+imports torch: the CLI prepares the run's data before calling submit().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmship.aws.session import client, make_session, translate
+from llmship.config.loader import LoadedConfig
+from llmship.deploy.images import Image, training_image
+from llmship.errors import DeployError, TrainError
+from llmship.progress import RecordingReporter, Reporter
+from llmship.runs import RunDir
+from llmship.state import StateStore, state_path
+from llmship.train.source import CONFIG_NAME, PROGRAM, build_source_archive
+
+JOB_KIND = "sagemaker:training-job"
+S3_KIND = "s3:artifact"  # the deploy target's kind: `destroy --purge` removes the prefix
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+CHECKPOINT_PATH = "/opt/ml/checkpoints"
+CHANNELS = ("train", "validation")
+MAX_SECONDS = 28 * 24 * 3600  # SageMaker's longest runtime (and spot wait)
+TERMINAL = ("Completed", "Failed", "Stopped")
+JOB_FILE = "job.json"
+# What the entry point's LineReporter prints, for the SageMaker console's metric charts.
+METRIC_DEFINITIONS = [
+    {"Name": "train:loss", "Regex": r"train step \d+/\d+ loss ([0-9.eE+-]+)"},
+    {"Name": "train:tokens_per_second", "Regex": r"tok_s ([0-9,.]+)"},
+]
+TOKEN_ENV = "HF_TOKEN"
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What submit() will create, resolved and checked without creating anything."""
+
+    job_name: str
+    deployment: str
+    project: str
+    run_id: str
+    region: str
+    bucket: str
+    role_arn: str
+    image: Image
+    instance_type: str
+    instance_count: int
+    hourly_usd: float | None
+    price_note: str
+    max_runtime_s: int
+    max_wait_s: int | None
+    checkpoint_uri: str
+    keep_alive_s: int | None
+
+    @property
+    def prefix(self) -> str:
+        """s3://bucket/llmship/<project>/<deployment>/training/<job>/: data, source, output."""
+        return (
+            f"s3://{self.bucket}/llmship/{self.project}/{self.deployment}/training/{self.job_name}/"
+        )
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "llmship:project": self.project,
+            "llmship:deployment": self.deployment,
+            "llmship:run": self.run_id,
+        }
+
+    def describe(self) -> str:
+        """The summary shown before asking to create (price included)."""
+        hours = self.max_runtime_s / 3600
+        lines = [
+            f"training job {self.job_name} in {self.region}",
+            f"  image      {self.image.uri}",
+            f"             transformers {self.image.framework['transformers']}, PyTorch "
+            f"{self.image.framework['pytorch']}",
+            f"  instances  {self.instance_count} x {self.instance_type}, at most {hours:g} h"
+            + (f" (spot: waits at most {self.max_wait_s / 3600:g} h)" if self.max_wait_s else ""),
+            f"  checkpoints {self.checkpoint_uri}",
+        ]
+        if self.hourly_usd is None:
+            lines.append(f"  price      {self.price_note}")
+        else:
+            most = self.hourly_usd * (hours + (self.keep_alive_s or 0) / 3600)
+            lines.append(
+                f"  price      ${self.hourly_usd:.2f}/h on demand, at most ${most:,.2f} for "
+                f"the whole runtime{' (spot bills less)' if self.max_wait_s else ''}; "
+                f"{self.price_note}"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class TrainingJob:
+    """A finished (or failed) job."""
+
+    name: str
+    status: str
+    model_data: str | None
+    description: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def plan_job(
+    loaded: LoadedConfig,
+    run: RunDir,
+    *,
+    region: str,
+    store: StateStore,
+) -> JobPlan:
+    """Names, role, bucket, image and price for training `run`; DeployError on a setting
+    that cannot work, naming its key."""
+    from llmship.deploy.cost import instance_cost
+    from llmship.deploy.instances import price_source
+    from llmship.deploy.names import new_version
+    from llmship.deploy.target import request_for
+
+    config = loaded.config
+    settings, aws = config.train.sagemaker, config.aws
+    if not aws.role_arn:
+        raise DeployError(
+            "aws.role_arn is not set: a training job runs as an execution role; run "
+            "`llmship aws bootstrap` and set aws.role_arn to the role it prints"
+        )
+    if not aws.bucket:
+        raise DeployError(
+            "aws.bucket is not set: the data, source and model go there; run "
+            "`llmship aws bootstrap` or set aws.bucket"
+        )
+    if settings.spot and settings.keep_alive_minutes:
+        raise DeployError(
+            "train.sagemaker.keep_alive_minutes: warm pools do not work with managed spot "
+            "training; turn one of them off (train.sagemaker.spot)"
+        )
+    if TOKEN_ENV in settings.environment:
+        raise DeployError(
+            f"train.sagemaker.environment.{TOKEN_ENV}: DescribeTrainingJob would show it; set "
+            "model.hf_token (or HF_TOKEN in the environment) and llmship passes it through "
+            "Secrets Manager"
+        )
+    deployment = request_for(loaded, run).name
+    taken = {r.name for r in store.resources() if r.kind == JOB_KIND}
+    job_name = new_version(deployment, lambda name: name in taken)
+    image = training_image(region, settings.transformers_version)
+    cost = instance_cost(settings.instance_type, settings.instance_count, region)
+    runtime = min(round(settings.max_runtime_hours * 3600), MAX_SECONDS)
+    max_wait = None
+    if settings.spot:
+        wanted = settings.max_wait_hours
+        max_wait = round(wanted * 3600) if wanted else min(2 * runtime, MAX_SECONDS)
+        max_wait = max(min(max_wait, MAX_SECONDS), runtime)
+    checkpoint = settings.checkpoint_s3_uri or (
+        f"s3://{aws.bucket}/llmship/{config.project.name}/{deployment}/checkpoints/{run.run_id}/"
+    )
+    note = (
+        f"SageMaker hosting list price of {settings.instance_type} ({price_source()}); "
+        "training prices may differ"
+        if cost.hourly_usd is not None
+        else cost.note
+    )
+    return JobPlan(
+        job_name=job_name,
+        deployment=deployment,
+        project=config.project.name,
+        run_id=run.run_id,
+        region=region,
+        bucket=aws.bucket,
+        role_arn=aws.role_arn,
+        image=image,
+        instance_type=settings.instance_type,
+        instance_count=settings.instance_count,
+        hourly_usd=cost.hourly_usd,
+        price_note=note,
+        max_runtime_s=runtime,
+        max_wait_s=max_wait,
+        checkpoint_uri=checkpoint,
+        keep_alive_s=settings.keep_alive_minutes * 60 if settings.keep_alive_minutes else None,
+    )
+
+
+def hyperparameters(loaded: LoadedConfig, toolkit: dict[str, Any]) -> dict[str, str]:
+    """The job's hyperparameters, JSON-encoded as the training toolkit reads them: the
+    toolkit's own (`toolkit`, sagemaker_*), the config file, and every train.* setting
+    (visible in the console, and what a tuning job would vary). Never a secret."""
+    values: dict[str, Any] = {**toolkit, "config": CONFIG_NAME}
+    train = loaded.config.train.model_dump(mode="json", exclude={"target", "sagemaker"})
+    values.update(_flatten(train, "train"))
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def toolkit_hyperparameters(plan: JobPlan, source_uri: str) -> dict[str, Any]:
+    """What the training toolkit in the container reads: the program and its source."""
+    return {
+        "sagemaker_program": PROGRAM,
+        "sagemaker_submit_directory": source_uri,
+        "sagemaker_region": plan.region,
+        "sagemaker_container_log_level": 20,
+        "sagemaker_job_name": plan.job_name,
+    }
+
+
+def _flatten(tree: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}.{key}")
+        else:
+            yield f"{prefix}.{key}", value
+
+
+def job_request(
+    loaded: LoadedConfig,
+    plan: JobPlan,
+    *,
+    channels: dict[str, str],
+    source_uri: str,
+    secret_env: dict[str, str],
+) -> dict[str, Any]:
+    """The CreateTrainingJob request (pure: the tests read it field by field)."""
+    settings = loaded.config.train.sagemaker
+    resources: dict[str, Any] = {
+        "InstanceType": plan.instance_type,
+        "InstanceCount": plan.instance_count,
+        "VolumeSizeInGB": settings.volume_size_gb,
+    }
+    if plan.keep_alive_s:
+        resources["KeepAlivePeriodInSeconds"] = plan.keep_alive_s
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": plan.max_runtime_s}
+    if plan.max_wait_s:
+        stopping["MaxWaitTimeInSeconds"] = plan.max_wait_s
+    request: dict[str, Any] = {
+        "TrainingJobName": plan.job_name,
+        "RoleArn": plan.role_arn,
+        "AlgorithmSpecification": {
+            "TrainingImage": plan.image.uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": METRIC_DEFINITIONS,
+        },
+        "HyperParameters": hyperparameters(loaded, toolkit_hyperparameters(plan, source_uri)),
+        "InputDataConfig": [
+            {
+                "ChannelName": name,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+            for name, uri in channels.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"{plan.prefix}output"},
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": plan.max_wait_s is not None,
+        "CheckpointConfig": {"S3Uri": plan.checkpoint_uri, "LocalPath": CHECKPOINT_PATH},
+        "Environment": {**settings.environment, **secret_env},
+        "Tags": [{"Key": k, "Value": v} for k, v in plan.tags.items()],
+    }
+    if settings.vpc.subnets:
+        request["VpcConfig"] = {
+            "SecurityGroupIds": list(settings.vpc.security_groups),
+            "Subnets": list(settings.vpc.subnets),
+        }
+    return request
+
+
+def hf_token(loaded: LoadedConfig) -> str | None:
+    """model.hf_token, else HF_TOKEN from this environment (None: no token needed)."""
+    token = loaded.config.model.hf_token
+    return token.get_secret_value() if token else os.environ.get(TOKEN_ENV) or None
+
+
+def submit(
+    loaded: LoadedConfig,
+    run: RunDir,
+    *,
+    reporter: Reporter | None = None,
+    confirm: Callable[[str], bool] = lambda summary: True,
+    session=None,
+    store: StateStore | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> TrainingJob | None:
+    """Train `run` (its data already prepared in run/data) as a SageMaker training job and
+    wait for it; None when `confirm` declines. TrainError when the job fails."""
+    reporter = reporter or RecordingReporter()
+    store = store or StateStore()
+    session = session or make_session(loaded.config.aws)
+    if not any(run.channel("train").glob("*.jsonl")):
+        raise TrainError(f"{run.channel('train')} holds no data; prepare the run's data first")
+    plan = plan_job(loaded, run, region=session.region_name, store=store)
+    if not confirm(plan.describe()):
+        return None
+    common = {"deployment": plan.deployment, "project": plan.project}
+    s3 = client(session, "s3")
+    from llmship.aws.s3 import ensure_bucket
+
+    ensure_bucket(s3, plan.bucket, plan.region, {"llmship:project": plan.project})
+    store.record_creating(S3_KIND, plan.prefix, region=plan.region, **common)
+    channels = _upload_channels(s3, loaded, run, plan, reporter)
+    source = build_source_archive(
+        run.root / "source" / "sourcedir.tar.gz",
+        loaded,
+        plan.image.framework["pytorch"],
+        plan.image.framework["transformers"],
+    )
+    source_uri = _upload(s3, source, f"{plan.prefix}source/sourcedir.tar.gz", reporter)
+    store.set_status(S3_KIND, plan.prefix, "UP", plan.region)
+    secret_env = _pass_token(session, loaded, plan, store)
+    request = job_request(
+        loaded, plan, channels=channels, source_uri=source_uri, secret_env=secret_env
+    )
+    sm = client(session, "sagemaker")
+    _create(sm, request, plan, store, sleep)
+    _write_job_file(run, plan, None, "InProgress")
+    reporter.message(
+        f"created training job {plan.job_name}; Ctrl-C stops watching, not the job "
+        f"(`llmship destroy {plan.deployment}` stops it)"
+    )
+    description = wait_for_job(
+        sm,
+        client(session, "logs"),
+        plan.job_name,
+        reporter=reporter,
+        poll_seconds=loaded.config.train.sagemaker.poll_seconds,
+        sleep=sleep,
+        clock=clock,
+        store=store,
+        region=plan.region,
+    )
+    model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
+    _write_job_file(run, plan, model_data, "Completed")
+    return TrainingJob(plan.job_name, "Completed", model_data, description)
+
+
+def _upload(s3, path: Path, uri: str, reporter: Reporter) -> str:
+    from llmship.aws.s3 import upload_file
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    upload_file(s3, path, bucket, key, state_path().parent / "uploads", reporter)
+    return uri
+
+
+def _upload_channels(s3, loaded, run: RunDir, plan: JobPlan, reporter) -> dict[str, str]:
+    """train and validation from the run's prepared data; model when the base model is
+    a local directory (the job cannot read this machine)."""
+    uris = {}
+    for split in CHANNELS:
+        files = sorted(run.channel(split).glob("*.jsonl"))
+        if not files:
+            continue
+        uri = f"{plan.prefix}data/{split}/"
+        for path in files:
+            _upload(s3, path, f"{uri}{path.name}", reporter)
+        uris[split] = uri
+    base = Path(loaded.resolve_path(loaded.config.model.name_or_path))
+    if base.is_dir():
+        uri = f"{plan.prefix}data/model/"
+        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+            _upload(s3, path, f"{uri}{path.relative_to(base).as_posix()}", reporter)
+        uris["model"] = uri
+    return uris
+
+
+def _pass_token(session, loaded, plan: JobPlan, store: StateStore) -> dict[str, str]:
+    """HF_TOKEN into Secrets Manager, readable by the role; the job environment's entry
+    (the secret's ARN only). Empty when there is no token."""
+    from llmship.aws.secrets import ENV_PREFIX, grant_read, secret_name, store_secret
+
+    token = hf_token(loaded)
+    if not token:
+        return {}
+    common = {"deployment": plan.deployment, "project": plan.project}
+    arn = store_secret(
+        client(session, "secretsmanager"),
+        secret_name(plan.project, plan.deployment, TOKEN_ENV),
+        token,
+        tags=plan.tags,
+        store=store,
+        region=plan.region,
+        **common,
+    )
+    grant_read(client(session, "iam"), plan.role_arn, arn, store=store, **common)
+    return {f"{ENV_PREFIX}{TOKEN_ENV}": arn}
+
+
+def _create(sm, request: dict, plan: JobPlan, store: StateStore, sleep) -> None:
+    from botocore.exceptions import ClientError
+
+    from llmship.aws.iam import call_with_new_role
+
+    details = {"image": plan.image.uri, "instance_type": plan.instance_type, "status": "Creating"}
+    store.record_creating(
+        JOB_KIND, plan.job_name, plan.deployment, plan.project, plan.region, details
+    )
+    try:
+        call_with_new_role(
+            lambda: sm.create_training_job(**request),
+            role_arn=plan.role_arn,
+            service="sagemaker",
+            operation="CreateTrainingJob",
+            resource=plan.job_name,
+            sleep=sleep,
+        )
+    except ClientError as exc:
+        raise translate(exc, "sagemaker", "CreateTrainingJob", plan.job_name) from None
+    store.set_status(JOB_KIND, plan.job_name, "UP", plan.region, {"status": "InProgress"})
+
+
+def _write_job_file(run: RunDir, plan: JobPlan, model_data: str | None, status: str) -> None:
+    record = {
+        "job_name": plan.job_name,
+        "region": plan.region,
+        "deployment": plan.deployment,
+        "image": plan.image.uri,
+        "status": status,
+        "model_data": model_data,
+    }
+    (run.root / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+class JobLogs:
+    """New lines of a training job's CloudWatch streams (`<job>/algo-N-<epoch>`), in
+    order per stream; nothing (not an error) before the group or streams exist."""
+
+    def __init__(self, logs, job_name: str):
+        self.logs, self.job_name = logs, job_name
+        self.tokens: dict[str, str | None] = {}
+
+    def poll(self) -> list[str]:
+        from botocore.exceptions import ClientError
+
+        try:
+            streams = [
+                s["logStreamName"]
+                for page in self.logs.get_paginator("describe_log_streams").paginate(
+                    logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.job_name}/"
+                )
+                for s in page.get("logStreams", [])
+            ]
+            lines = []
+            for stream in sorted(streams):
+                lines += self._read(stream, len(streams) > 1)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return []
+            raise translate(exc, "logs", "GetLogEvents", f"{LOG_GROUP} {self.job_name}") from None
+        return lines
+
+    def _read(self, stream: str, label: bool) -> list[str]:
+        host = stream.split("/", 1)[-1].rsplit("-", 1)[0]
+        lines = []
+        while True:
+            options: dict[str, Any] = {
+                "logGroupName": LOG_GROUP,
+                "logStreamName": stream,
+                "startFromHead": True,
+            }
+            if self.tokens.get(stream):
+                options["nextToken"] = self.tokens[stream]
+            page = self.logs.get_log_events(**options)
+            for event in page.get("events", []):
+                text = event["message"].rstrip("\n")
+                lines.append(f"[{host}] {text}" if label else text)
+            token = page.get("nextForwardToken")
+            if not page.get("events") or token == self.tokens.get(stream):
+                self.tokens[stream] = token
+                return lines
+            self.tokens[stream] = token
+
+
+def wait_for_job(
+    sm,
+    logs,
+    name: str,
+    *,
+    reporter: Reporter | None = None,
+    poll_seconds: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    store: StateStore | None = None,
+    region: str = "",
+    tail: int = 30,
+) -> dict:
+    """Poll until the job ends, printing its status changes and its log lines; the final
+    description when it Completed, else TrainError with FailureReason and the last
+    `tail` log lines. The state record gets the outcome (and model_data)."""
+    from botocore.exceptions import ClientError
+
+    reporter = reporter or RecordingReporter()
+    stream, last_lines = JobLogs(logs, name), deque(maxlen=tail)
+    started, seen = clock(), None
+    while True:
+        try:
+            found = sm.describe_training_job(TrainingJobName=name)
+        except ClientError as exc:
+            raise translate(exc, "sagemaker", "DescribeTrainingJob", name) from None
+        status, secondary = found["TrainingJobStatus"], found.get("SecondaryStatus", "")
+        if (status, secondary) != seen:
+            reporter.message(f"{name}: {status} ({secondary}) after {clock() - started:.0f} s")
+            seen = (status, secondary)
+        for line in stream.poll():
+            reporter.message(line)
+            last_lines.append(line)
+        if status in TERMINAL:
+            break
+        sleep(poll_seconds)
+    model_data = found.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+    if store is not None:
+        details = {"status": status}
+        if status == "Completed":
+            details["model_data"] = model_data
+        if found.get("FailureReason"):
+            details["failure_reason"] = found["FailureReason"]
+        store.set_status(JOB_KIND, name, "UP", region, details)
+    if status == "Completed":
+        return found
+    reason = found.get("FailureReason") or "no FailureReason given"
+    shown = "\n    ".join(last_lines) or f"(no log lines in {LOG_GROUP} for {name})"
+    raise TrainError(
+        f"training job {name} {status.lower()}: {reason}\n  last log lines:\n    {shown}"
+    )
+
+
+def latest_artifact(store: StateStore, project: str) -> str | None:
+    """The S3 URI of the newest successful training job's model.tar.gz in `project`."""
+    done = [
+        r
+        for r in store.resources(project=project)
+        if r.kind == JOB_KIND and r.details.get("model_data")
+    ]
+    return done[-1].details["model_data"] if done else None
