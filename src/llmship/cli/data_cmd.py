@@ -46,6 +46,42 @@ def prepare(
     console.print(table)
 
 
+@app.command("export")
+def export(
+    format_: Annotated[
+        str, typer.Option("--format", help="Export format: bedrock (bedrock-conversation-2024).")
+    ] = "bedrock",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write train.jsonl and validation.jsonl (default: data-bedrock/ "
+            "beside the config).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Convert the train and validation splits to Bedrock's conversation JSONL, checked
+    against the base model's limits (bedrock.base_model_id); nothing is written unless
+    every row passes. Record length is checked as Bedrock's character quota per record
+    (its token quota x 6), which needs no tokenizer.
+
+    Example: llmship data export --format bedrock --out bedrock-data
+    """
+    from llmship.bedrock.export import export_dataset
+
+    if format_ != "bedrock":
+        raise typer.BadParameter(f"{format_!r}; the one format is bedrock", param_hint="--format")
+    loaded = load(config, set_)
+    report = export_dataset(loaded, out or loaded.base_dir / "data-bedrock")
+    table = Table("split", "records", "file")
+    for split, count in report.records.items():
+        table.add_row(split, str(count), str(report.files.get(split, "-")))
+    console.print(table)
+    console.print(f"checked: {report.token_check}, record counts, roles and turn order")
+
+
 @app.command("sample")
 def sample(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SAMPLES)}.")],

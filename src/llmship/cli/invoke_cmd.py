@@ -78,16 +78,34 @@ def invoke_command(
             show_default=False,
         ),
     ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="sagemaker (an endpoint, through sagemaker-runtime) or bedrock (a Bedrock "
+            "deployment: Converse / ConverseStream, InvokeModel for imported models)."
+        ),
+    ] = "sagemaker",
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Invoke a deployed model through sagemaker-runtime and print what it answers.
+    """Invoke a deployed model and print what it answers.
 
     Examples: llmship invoke my-model --prompt "Anna: lunch at 1?" --stream |
-    llmship invoke market-model --body req.json --content-type application/json --output out.json
+    llmship invoke market-model --body req.json --content-type application/json --output out.json |
+    llmship invoke my-project-20260101-120000 --target bedrock --prompt "Anna: lunch?" --stream
     """
     from llmship.deploy.invoke import invoke, invoke_async, invoke_stream
 
+    if target not in ("sagemaker", "bedrock"):
+        raise typer.BadParameter(f"{target!r}; choose sagemaker or bedrock", param_hint="--target")
+    if target == "bedrock":
+        if body is not None or async_ or endpoint_url or accept:
+            raise typer.BadParameter(
+                "--target bedrock takes --prompt (with --param, --stream, --output)",
+                param_hint="--target",
+            )
+        _invoke_bedrock(_load_if_present(config, set_), name, prompt, param, stream, output)
+        return
     if stream and async_:
         raise typer.BadParameter("choose one of --stream and --async", param_hint="--stream")
     if stream and accept:
@@ -109,6 +127,80 @@ def invoke_command(
         return
     answer = invoke(runtime, name, body=payload, content_type=content_type, accept=accept)
     _write_answer(answer.body, output)
+
+
+def _invoke_bedrock(
+    loaded: LoadedConfig | None,
+    name: str,
+    prompt: str | None,
+    params: list[str] | None,
+    stream: bool,
+    output: Path | None,
+) -> None:
+    """The deployment's Bedrock model answers --prompt: Converse (ConverseStream with
+    --stream, printed as it arrives), or InvokeModel for an imported model."""
+    from llmship.bedrock.invoke import (
+        answer_text,
+        converse,
+        converse_stream,
+        inference_config,
+        invoke_imported,
+        user_message,
+    )
+    from llmship.bedrock.target import IMPORTED_KIND, hosting_of
+    from llmship.config.schema import GenerationConfig
+    from llmship.state import StateStore
+
+    if prompt is None:
+        raise typer.BadParameter("--target bedrock needs --prompt", param_hint="--prompt")
+    from pydantic import ValidationError
+
+    base = loaded.config.eval.generation if loaded else GenerationConfig()
+    try:
+        generation = GenerationConfig.model_validate(
+            {**base.model_dump(), **parse_params(params or [])}
+        )
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc).splitlines()[1], param_hint="--param") from None
+    hosting = hosting_of(StateStore(), name)
+    session = _session(loaded, local=False)
+    if hosting.region and session.region_name != hosting.region:
+        import boto3
+
+        session = boto3.Session(region_name=hosting.region)
+    model_id = hosting.details["arn"]
+    if hosting.kind == IMPORTED_KIND:
+        if stream:
+            raise typer.BadParameter("imported models answer whole here", param_hint="--stream")
+        _write_text(invoke_imported(session, model_id, prompt, generation), output)
+        return
+    messages, inference = [user_message(prompt)], inference_config(generation)
+    if stream:
+        _write_text_stream(
+            converse_stream(session, model_id, messages, system=None, inference=inference), output
+        )
+        return
+    response = converse(session, model_id, messages, system=None, inference=inference)
+    _write_text(answer_text(response), output)
+
+
+def _write_text(text: str, output: Path | None) -> None:
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {len(text):,} characters to {output}", highlight=False)
+        return
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _write_text_stream(pieces: Iterable[str], output: Path | None) -> None:
+    if output is not None:
+        _write_text("".join(pieces), output)
+        return
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
 
 
 def runtime_client(loaded: LoadedConfig | None, endpoint_url: str | None = None):

@@ -128,7 +128,33 @@ def _sagemaker(store: StateStore, aws=None, **options) -> Target:
     return SageMakerTarget(store, aws or AwsConfig(), **options)
 
 
-TARGETS: dict[str, TargetFactory] = {"local": _local, "sagemaker": _sagemaker}
+def _bedrock(store: StateStore, aws=None, **options) -> Target:
+    from llmship.bedrock.target import BedrockTarget
+    from llmship.config.schema import AwsConfig
+
+    return BedrockTarget(store, aws or AwsConfig(), **options)
+
+
+def _bedrock_import(store: StateStore, aws=None, **options) -> Target:
+    from llmship.bedrock.target import BedrockImportTarget
+    from llmship.config.schema import AwsConfig
+
+    return BedrockImportTarget(store, aws or AwsConfig(), **options)
+
+
+def _gateway(store: StateStore, aws=None, **options) -> Target:
+    from llmship.gateway.target import ExposedGateway
+
+    return ExposedGateway(store, aws, **options)
+
+
+TARGETS: dict[str, TargetFactory] = {
+    "local": _local,
+    "sagemaker": _sagemaker,
+    "bedrock": _bedrock,
+    "bedrock-import": _bedrock_import,
+    "gateway": _gateway,  # `llmship expose ROUTE --target aws` (status and destroy only)
+}
 
 
 def get_target(name: str, store: StateStore, aws=None, **options) -> Target:
@@ -138,8 +164,16 @@ def get_target(name: str, store: StateStore, aws=None, **options) -> Target:
 
 
 def target_of(resources: list[Resource]) -> str:
-    """Which target owns a recorded deployment (local resources are `local:*`)."""
-    return "local" if all(r.kind.startswith("local:") for r in resources) else "sagemaker"
+    """Which target owns a recorded deployment: local resources are `local:*`, Bedrock's
+    `bedrock:*` (with their service role), an exposed gateway's carry its route, the rest
+    SageMaker's."""
+    if any(r.details.get("gateway_route") for r in resources):
+        return "gateway"
+    if all(r.kind.startswith("local:") for r in resources):
+        return "local"
+    from llmship.bedrock.target import owns
+
+    return owns(resources) or "sagemaker"
 
 
 def recorded(store: StateStore) -> dict[str, list[Resource]]:
