@@ -13,6 +13,7 @@ from llmship.cli import (
     config_cmd,
     data_cmd,
     deploy_cmd,
+    gateway_cmd,
     invoke_cmd,
     model_cmd,
     package_cmd,
@@ -39,6 +40,7 @@ package_cmd.register(app)
 serve_cmd.register(app)
 invoke_cmd.register(app)
 deploy_cmd.register(app)
+gateway_cmd.register(app)
 
 
 def main() -> None:
