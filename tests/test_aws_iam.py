@@ -172,9 +172,9 @@ def test_deployer_policy_is_scoped_to_the_role_and_the_projects_names():
     # as SageMaker writes names in ARNs).
     sagemaker = statements["ProjectSageMakerResources"]
     assert {
-        "sagemaker:Create*",
-        "sagemaker:Describe*",
-        "sagemaker:Delete*",
+        "sagemaker:CreateModel",
+        "sagemaker:CreateEndpoint",
+        "sagemaker:DeleteEndpoint",
         "sagemaker:InvokeEndpoint*",
     } <= set(sagemaker["Action"])
     assert set(sagemaker["Resource"]) == {

@@ -83,7 +83,8 @@ class StateStore:
             raise StateError(
                 f"the state store {self.path} is not a valid database ({exc}); it was moved to "
                 f"{backup} and a new, empty store starts in its place (the resources it listed "
-                "still carry their llmship:* tags in the cloud)"
+                "still carry their llmship:* tags in the cloud: "
+                "`llmship status --discover --adopt` records them again)"
             ) from exc
 
     @contextmanager
@@ -125,6 +126,27 @@ class StateStore:
                 (kind, name, region, deployment, project, json.dumps(details or {}), now, now),
             )
             self._log(db, kind, name, region, deployment, "creating", details)
+
+    def adopt(
+        self,
+        kind: str,
+        name: str,
+        deployment: str,
+        project: str,
+        region: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a resource found in the cloud (status --discover --adopt) as UP; a
+        resource already recorded is left as it is."""
+        now = time.time()
+        with self._connect() as db:
+            inserted = db.execute(
+                "INSERT INTO resources VALUES (?, ?, ?, ?, ?, 'UP', ?, ?, ?) "
+                "ON CONFLICT (kind, name, region) DO NOTHING",
+                (kind, name, region, deployment, project, json.dumps(details or {}), now, now),
+            ).rowcount
+            if inserted:
+                self._log(db, kind, name, region, deployment, "adopted", details)
 
     def set_status(
         self,

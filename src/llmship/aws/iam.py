@@ -12,23 +12,37 @@ that one role for SageMaker only, SageMaker actions on the project's names only
 (`<project>-*`, as deployments are named), and what plan, TTL, autoscaling, status and
 destroy call. Attach it as a customer managed policy (it is larger than an inline user
 policy may be).
+
+Every policy llmship writes is also reachable through POLICY_BUILDERS (one entry per
+module that writes a role or prints a policy), so one lint test covers them all.
+
+A role IAM has just created is not assumable everywhere at once: for a few seconds,
+sometimes a minute, SageMaker (or Bedrock, Scheduler) answers "could not assume role".
+`call_with_new_role` retries such a call with bounded backoff, then says what to do.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
 from llmship.aws.session import client, translate
-from llmship.errors import DeployError
+from llmship.errors import AwsError, DeployError
 from llmship.state import StateStore
 
 ROLE_KIND = "iam:role"
 # The role belongs to the project, not to one deployment or run.
 BOOTSTRAP = "bootstrap"
 VERSION = "2012-10-17"
+T = TypeVar("T")
+# IAM usually propagates within seconds; a minute or more means a real problem.
+ROLE_RETRY_TRIES = 7
+ROLE_RETRY_FIRST_DELAY_S = 2.0
+ROLE_RETRY_MAX_DELAY_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -219,12 +233,25 @@ def deployer_policy(
                 StringEquals={"iam:PassedToService": "sagemaker.amazonaws.com"},
             ),
             allow(
+                "ReadExecutionRole",  # status --discover finds it by name and tags
+                ["iam:GetRole", "iam:ListRoleTags"],
+                role_arn,
+            ),
+            allow(
                 "ProjectSageMakerResources",
+                # Named, not Create*/Delete*: a wildcard grants every future action too.
                 [
-                    "sagemaker:Create*",
-                    "sagemaker:Describe*",
-                    "sagemaker:Delete*",
-                    "sagemaker:Update*",
+                    "sagemaker:CreateModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:DescribeModel",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DeleteModel",
+                    "sagemaker:DeleteEndpointConfig",
+                    "sagemaker:DeleteEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:UpdateEndpointWeightsAndCapacities",
                     "sagemaker:InvokeEndpoint*",
                     "sagemaker:AddTags",
                     "sagemaker:ListTags",
@@ -235,15 +262,20 @@ def deployer_policy(
                 ],
             ),
             allow(
-                "ListAndModelPackages",
+                "Listings",  # status --discover; these calls have no resource scope
                 [
                     "sagemaker:ListEndpoints",
                     "sagemaker:ListEndpointConfigs",
                     "sagemaker:ListModels",
-                    "sagemaker:DescribeModelPackage",
                     "tag:GetResources",
+                    "scheduler:ListSchedules",
                 ],
                 "*",
+            ),
+            allow(
+                "ModelPackages",  # any account's: Marketplace packages are sold from others
+                ["sagemaker:DescribeModelPackage"],
+                f"arn:{partition}:sagemaker:{region}:*:model-package/*",
             ),
             allow(
                 "ProjectBucket",
@@ -275,7 +307,14 @@ def deployer_policy(
                     "application-autoscaling:DeregisterScalableTarget",
                     "application-autoscaling:PutScalingPolicy",
                     "application-autoscaling:DeleteScalingPolicy",
-                    "application-autoscaling:Describe*",
+                ],
+                f"arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/*",
+            ),
+            allow(
+                "AutoscalingReads",
+                [
+                    "application-autoscaling:DescribeScalableTargets",
+                    "application-autoscaling:DescribeScalingPolicies",
                 ],
                 "*",
             ),
@@ -289,16 +328,16 @@ def deployer_policy(
             ),
             allow(
                 "ProjectAlarms",
-                ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+                [
+                    "cloudwatch:PutMetricAlarm",
+                    "cloudwatch:DeleteAlarms",
+                    "cloudwatch:DescribeAlarms",
+                ],
                 [f"{alarms}llmship-{project}-*", f"{alarms}TargetTracking-endpoint/{names}"],
             ),
             allow(
                 "MetricsRead",
-                [
-                    "cloudwatch:DescribeAlarms",
-                    "cloudwatch:GetMetricStatistics",
-                    "cloudwatch:GetMetricData",
-                ],
+                ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData"],
                 "*",
             ),
             allow(
@@ -321,6 +360,7 @@ def deployer_policy(
                 "TtlRoles",
                 [
                     "iam:GetRole",
+                    "iam:ListRoleTags",
                     "iam:CreateRole",
                     "iam:TagRole",
                     "iam:PutRolePolicy",
@@ -367,13 +407,13 @@ def deployer_policy(
             allow(
                 "ProjectS3GatewayEndpoint",
                 ["ec2:CreateVpcEndpoint", "ec2:CreateTags"],
-                "*",
+                f"arn:{partition}:ec2:{region}:{account}:*",
                 StringEquals={"aws:RequestTag/llmship:project": project},
             ),
             allow(
                 "DeleteProjectS3GatewayEndpoint",
                 ["ec2:DeleteVpcEndpoints"],
-                "*",
+                f"arn:{partition}:ec2:{region}:{account}:vpc-endpoint/*",
                 StringEquals={"aws:ResourceTag/llmship:project": project},
             ),
         ],
@@ -436,3 +476,126 @@ def _call(method, operation: str, resource: str, **kwargs) -> dict:
         return method(**kwargs)
     except ClientError as exc:
         raise translate(exc, "iam", operation, resource) from None
+
+
+# A new role not yet assumable ------------------------------------------------------------
+
+
+def is_role_not_assumable(exc: Exception) -> bool:
+    """True for the answer AWS services give while a new role is not yet usable by them
+    (SageMaker: "ValidationException: Could not assume role ...", Bedrock and Scheduler
+    say much the same)."""
+    error = getattr(exc, "response", {}).get("Error", {})
+    code, message = error.get("Code", ""), error.get("Message", "").lower()
+    return (
+        code
+        in ("ValidationException", "AccessDeniedException", "InvalidParameterValue", "InvalidRole")
+        and "role" in message
+        and ("assum" in message or "trust" in message)
+    )
+
+
+def call_with_new_role(
+    call: Callable[[], T],
+    *,
+    role_arn: str,
+    service: str,
+    operation: str,
+    resource: str = "",
+    tries: int = ROLE_RETRY_TRIES,
+    first_delay_s: float = ROLE_RETRY_FIRST_DELAY_S,
+    max_delay_s: float = ROLE_RETRY_MAX_DELAY_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, retried with doubling delays (bounded) while `service` cannot yet assume
+    `role_arn`; any other ClientError is raised unchanged for the caller to translate.
+
+    When the role stays unusable, an AwsError names the role, the call and what to do.
+    """
+    from botocore.exceptions import ClientError
+
+    delay, waited = first_delay_s, 0.0
+    for attempt in range(1, tries + 1):
+        try:
+            return call()
+        except ClientError as exc:
+            if not is_role_not_assumable(exc):
+                raise
+            if attempt == tries:
+                message = exc.response.get("Error", {}).get("Message", "")
+                where = f" on {resource}" if resource else ""
+                raise AwsError(
+                    f"{service} {operation}{where}: {service}.amazonaws.com could not assume "
+                    f"the role {role_arn} after {tries} tries over {waited:.0f} s ({message}). "
+                    "If the role was just created, IAM is still propagating it: run the "
+                    "command again in a minute. Otherwise check that the role exists and "
+                    f"that its trust policy allows the principal {service}.amazonaws.com "
+                    "(`llmship aws bootstrap` writes such a role), and that aws.role_arn "
+                    "names it"
+                ) from None
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, max_delay_s)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+# Every policy llmship writes, for one lint ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """Example values the builders fill their ARNs with (the lint needs no AWS)."""
+
+    partition: str = "aws"
+    account: str = "123456789012"
+    region: str = "us-west-2"
+    project: str = "demo"
+    bucket: str = "demo-llmship-artifacts"
+    deployment: str = "demo-20260101-120000"
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:{self.partition}:iam::{self.account}:role/{default_role_name(self.project)}"
+
+
+@dataclass(frozen=True)
+class WrittenPolicy:
+    """One policy document llmship writes: an identity policy or a role's trust policy."""
+
+    name: str
+    document: dict[str, Any]
+    kind: Literal["identity", "trust"] = "identity"
+
+
+PolicyBuilder = Callable[[PolicyContext], list[WrittenPolicy]]
+POLICY_BUILDERS: dict[str, PolicyBuilder] = {}
+
+
+def register_policies(name: str) -> Callable[[PolicyBuilder], PolicyBuilder]:
+    """Decorator: add a module's policy builder to POLICY_BUILDERS under `name`."""
+
+    def add(builder: PolicyBuilder) -> PolicyBuilder:
+        POLICY_BUILDERS[name] = builder
+        return builder
+
+    return add
+
+
+@register_policies("sagemaker-execution-role")
+def _execution_role_policies(ctx: PolicyContext) -> list[WrittenPolicy]:
+    policies = execution_policies(partition=ctx.partition, account=ctx.account, bucket=ctx.bucket)
+    return [WrittenPolicy("trust", trust_policy(), "trust")] + [
+        WrittenPolicy(name, document) for name, document in policies.items()
+    ]
+
+
+@register_policies("deployer")
+def _deployer_policies(ctx: PolicyContext) -> list[WrittenPolicy]:
+    document = deployer_policy(
+        account=ctx.account,
+        region=ctx.region,
+        project=ctx.project,
+        role_arn=ctx.role_arn,
+        bucket=ctx.bucket,
+    )
+    return [WrittenPolicy("deployer", document)]

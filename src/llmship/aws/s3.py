@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from llmship.aws.session import translate
+from llmship.errors import AwsError
 from llmship.progress import RecordingReporter, Reporter
 
 SHA_KEY = "llmship-sha256"
@@ -130,26 +131,51 @@ def upload_file(
 
 
 def _multipart(s3, path, bucket, key, sha, size, resume_dir, reporter, part_size, workers):
-    marker = resume_dir / f"{hashlib.sha256(f'{bucket}/{key}/{sha}'.encode()).hexdigest()}.json"
-    done: dict[int, str] = {}
+    from botocore.exceptions import ClientError
+
+    # One marker per destination: a changed file finds the old upload and aborts it.
+    marker = resume_dir / f"{hashlib.sha256(f'{bucket}/{key}'.encode()).hexdigest()}.json"
+    done: dict[int, tuple[str, int]] = {}
     upload_id = None
     if marker.is_file():
-        upload_id = json.loads(marker.read_text())["upload_id"]
         try:
-            pages = s3.get_paginator("list_parts").paginate(
-                Bucket=bucket, Key=key, UploadId=upload_id
-            )
-            done = {p["PartNumber"]: p["ETag"] for page in pages for p in page.get("Parts", [])}
-        except Exception:  # the upload expired or was aborted: start again
-            upload_id, done = None, {}
+            saved = json.loads(marker.read_text())
+            upload_id = saved["upload_id"]
+        except (OSError, ValueError, KeyError, TypeError):  # a torn marker: start again
+            saved, upload_id = {}, None
+        if upload_id and (saved.get("sha256"), saved.get("part_size")) != (sha, part_size):
+            _abort(s3, bucket, key, upload_id)  # the file changed since: its parts are stale
+            upload_id = None
+        elif upload_id:
+            try:
+                pages = s3.get_paginator("list_parts").paginate(
+                    Bucket=bucket, Key=key, UploadId=upload_id
+                )
+                done = {
+                    p["PartNumber"]: (p["ETag"], p["Size"])
+                    for page in pages
+                    for p in page.get("Parts", [])
+                }
+            except ClientError:  # the upload expired or was aborted: start again
+                upload_id, done = None, {}
     if upload_id is None:
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata={SHA_KEY: sha})[
             "UploadId"
         ]
         resume_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"bucket": bucket, "key": key, "upload_id": upload_id}))
+        marker.write_text(
+            json.dumps(
+                {
+                    "bucket": bucket,
+                    "key": key,
+                    "upload_id": upload_id,
+                    "sha256": sha,
+                    "part_size": part_size,
+                }
+            )
+        )
     count = (size + part_size - 1) // part_size
-    sent = sum(min(part_size, size - (n - 1) * part_size) for n in done)
+    sent = sum(min(part_size, size - (n - 1) * part_size) for n in done if n <= count)
     reporter.start(f"upload {path.name}", size, sent)
 
     def send(number: int) -> tuple[int, str]:
@@ -157,8 +183,9 @@ def _multipart(s3, path, bucket, key, sha, size, resume_dir, reporter, part_size
             handle.seek((number - 1) * part_size)
             data = handle.read(part_size)
         md5 = hashlib.md5(data)
-        if done.get(number, "").strip('"') == md5.hexdigest():
-            return number, done[number]  # S3 already has this exact part
+        etag, stored = done.get(number, ("", -1))
+        if etag.strip('"') == md5.hexdigest() and stored == len(data):
+            return number, etag  # S3 already has this exact part
         etag = s3.upload_part(
             Bucket=bucket,
             Key=key,
@@ -170,10 +197,12 @@ def _multipart(s3, path, bucket, key, sha, size, resume_dir, reporter, part_size
         return number, etag
 
     etags: dict[int, str] = {}
+    reused = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for number, etag in pool.map(send, [n for n in range(1, count + 1)]):
             etags[number] = etag
-            if number not in done:
+            reused += etag == done.get(number, ("",))[0]
+            if etag != done.get(number, ("",))[0]:
                 sent += min(part_size, size - (number - 1) * part_size)
                 reporter.update(sent)
     reporter.finish()
@@ -185,6 +214,31 @@ def _multipart(s3, path, bucket, key, sha, size, resume_dir, reporter, part_size
     )
     head = s3.head_object(Bucket=bucket, Key=key)
     if head["ContentLength"] != size:
-        raise OSError(f"s3://{bucket}/{key} holds {head['ContentLength']} bytes, not {size}")
+        raise AwsError(
+            f"s3://{bucket}/{key} holds {head['ContentLength']} bytes after the upload, not "
+            f"{size}; run the command again to upload it anew"
+        )
     os.remove(marker)
-    return Upload(key, size, sha, skipped=False, resumed_parts=len(done))
+    return Upload(key, size, sha, skipped=False, resumed_parts=reused)
+
+
+def _abort(s3, bucket: str, key: str, upload_id: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+            raise
+
+
+def abort_uploads(s3, bucket: str, prefix: str) -> int:
+    """Abort every unfinished multipart upload under `prefix` (their parts are billed as
+    storage until aborted); returns how many there were."""
+    count = 0
+    pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for upload in page.get("Uploads", []):
+            _abort(s3, bucket, upload["Key"], upload["UploadId"])
+            count += 1
+    return count

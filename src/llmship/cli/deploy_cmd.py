@@ -124,18 +124,34 @@ def status(
             help="Flag endpoints with no invocations in this many hours.", show_default=False
         ),
     ] = None,
+    discover: Annotated[
+        bool,
+        typer.Option(
+            help="Find llmship-tagged resources in AWS (this project, or all without a "
+            "config) and list those the state store does not record."
+        ),
+    ] = False,
+    adopt: Annotated[
+        bool,
+        typer.Option(help="With --discover: record what was found, so `destroy` removes it."),
+    ] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
     """List recorded deployments with their live state, instance, price, spend and TTL.
 
-    Examples: llmship status | llmship status --refresh --idle 24
+    Examples: llmship status | llmship status --refresh --idle 24 |
+    llmship status --discover --adopt
     """
     from llmship.deploy.target import get_target, recorded, target_of
     from llmship.state import StateStore
 
     store = StateStore()
     aws = _aws_settings(config, set_)
+    if adopt and not discover:
+        raise DeployError("--adopt records what --discover finds: pass both")
+    if discover:
+        _discover(store, aws, _project(config, set_), adopt)
     table = Table(
         "deployment", "target", "state", "instance", "per hour", "spent", "ttl left", "at"
     )
@@ -167,6 +183,42 @@ def status(
         console.print(table)
     for note in notes:
         console.print(note, highlight=False)
+
+
+def _project(config: Path | None, overrides: list[str] | None) -> str | None:
+    """The config's project.name when there is a config (else: every project)."""
+    if config is None and not Path(DEFAULT_CONFIG_NAME).is_file():
+        return None
+    return load(config, overrides).config.project.name
+
+
+def _discover(store, aws, project: str | None, adopt: bool) -> None:
+    from llmship.aws.session import make_session
+    from llmship.deploy import discover
+
+    found = discover.discover(make_session(aws), project=project, bucket=aws.bucket)
+    missing = discover.missing_from(store, found)
+    whose = f"project {project}" if project else "any project"
+    console.print(
+        f"found {len(found)} llmship-tagged resources of {whose}; "
+        f"{len(missing)} not in the state store",
+        highlight=False,
+    )
+    if missing:
+        table = Table("kind", "name", "deployment", "project", "region")
+        for item in missing:
+            table.add_row(item.kind, item.name, item.deployment, item.project, item.region)
+        console.print(table)
+    if adopt and missing:
+        adopted = discover.adopt(store, missing)
+        names = sorted({item.deployment for item in adopted})
+        console.print(
+            f"adopted {len(adopted)} resources of {', '.join(names)}; "
+            "`llmship destroy NAME` removes them",
+            highlight=False,
+        )
+    elif missing:
+        console.print("`llmship status --discover --adopt` records them", highlight=False)
 
 
 def _duration(value: timedelta | None) -> str:

@@ -702,12 +702,25 @@ class SageMakerTarget:
         )
 
     def _create(self, kind, name, operation, call, body, details, *, deployment, project, region):
-        """Record CREATING, call, mark UP; the record stays if the call fails midway."""
+        """Record CREATING, call, mark UP; the record stays if the call fails midway.
+        A call passing an execution role waits out that role's IAM propagation."""
         from botocore.exceptions import ClientError
+
+        from llmship.aws.iam import call_with_new_role
 
         self.store.record_creating(kind, name, deployment, project, region, details)
         try:
-            call(**body)
+            if body.get("ExecutionRoleArn"):
+                call_with_new_role(
+                    lambda: call(**body),
+                    role_arn=body["ExecutionRoleArn"],
+                    service="sagemaker",
+                    operation=operation,
+                    resource=name,
+                    sleep=self.sleep,
+                )
+            else:
+                call(**body)
         except ClientError as exc:
             raise translate(exc, "sagemaker", operation, name) from None
         self.store.set_status(kind, name, "UP", region)
@@ -932,6 +945,7 @@ class SageMakerTarget:
             for resource in [r for r in resources if r.kind == kind]:
                 self._delete(resource, method, operation, **{key: resource.name})
                 deleted.append(f"{kind} {resource.name}")
+        deleted += self._end_training(resources)
         from llmship.deploy.network import VPC_ENDPOINT_KIND, delete_s3_endpoint
 
         for resource in [r for r in resources if r.kind == VPC_ENDPOINT_KIND]:
@@ -941,6 +955,41 @@ class SageMakerTarget:
             deleted.append(f"{VPC_ENDPOINT_KIND} {resource.name}")
         if purge:
             deleted += self._purge(deployment, resources)
+        return deleted
+
+    def _end_training(self, resources: list[Resource], poll_s: float = 10.0) -> list[str]:
+        """Stop a training job still running (a job cannot be deleted, only stopped; its
+        record goes once it has ended), then delete its secrets and the execution role's
+        read grant on them."""
+        from botocore.exceptions import ClientError
+
+        from llmship.aws.secrets import ROLE_POLICY_KIND, SECRET_KIND, delete_secret, revoke_read
+        from llmship.train.sagemaker_job import JOB_KIND
+
+        deleted = []
+        for job in [r for r in resources if r.kind == JOB_KIND]:
+            sagemaker = self.client("sagemaker", job.region or None)
+            self.store.set_status(job.kind, job.name, "DELETING", job.region)
+            try:
+                status = sagemaker.describe_training_job(TrainingJobName=job.name)
+                if status["TrainingJobStatus"] == "InProgress":
+                    sagemaker.stop_training_job(TrainingJobName=job.name)
+                while status["TrainingJobStatus"] in ("InProgress", "Stopping"):
+                    time.sleep(poll_s)
+                    status = sagemaker.describe_training_job(TrainingJobName=job.name)
+            except ClientError as exc:
+                if not is_not_found(exc):
+                    raise translate(exc, "sagemaker", "StopTrainingJob", job.name) from None
+            self.store.remove(job.kind, job.name, job.region)
+            deleted.append(f"{JOB_KIND} {job.name}")
+        for secret in [r for r in resources if r.kind == SECRET_KIND]:
+            delete_secret(self.client("secretsmanager", secret.region or None), secret.name)
+            self.store.remove(secret.kind, secret.name, secret.region)
+            deleted.append(f"{SECRET_KIND} {secret.name}")
+        for grant in [r for r in resources if r.kind == ROLE_POLICY_KIND]:
+            revoke_read(self.client("iam"), grant.name)
+            self.store.remove(grant.kind, grant.name, grant.region)
+            deleted.append(f"{ROLE_POLICY_KIND} {grant.name}")
         return deleted
 
     def _delete(self, resource: Resource, method: str, operation: str, **arguments) -> None:
@@ -959,6 +1008,7 @@ class SageMakerTarget:
         from botocore.exceptions import ClientError
 
         from llmship.aws.logs import delete_log_group
+        from llmship.aws.s3 import abort_uploads
 
         deleted = []
         for resource in [r for r in resources if r.kind == S3_KIND]:
@@ -972,6 +1022,7 @@ class SageMakerTarget:
                         Bucket=bucket,
                         Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]},
                     )
+                abort_uploads(s3, bucket, key)  # parts of an interrupted upload bill too
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
                     raise translate(exc, "s3", "DeleteObjects", resource.name) from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from llmship.aws.iam import PolicyContext, WrittenPolicy, register_policies
 from llmship.aws.session import client, translate
 from llmship.errors import DeployError
 from llmship.state import StateStore
@@ -194,16 +195,9 @@ def _account(session) -> str:
         raise translate(exc, "sts", "GetCallerIdentity") from None
 
 
-def _ensure_role(
-    session, endpoint_name, account, region, tags, store, deployment, project
-) -> tuple[str, bool]:
-    """The deleting role, created if missing; its policy is (re)written either way."""
-    from botocore.exceptions import ClientError
-
-    iam = client(session, "iam")
-    name = role_name(endpoint_name)
-    partition = session.get_partition_for_region(region)
-    trust = {
+def trust_policy(account: str) -> dict:
+    """Only EventBridge Scheduler, acting for this account, may assume the deleting role."""
+    return {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -214,14 +208,41 @@ def _ensure_role(
             }
         ],
     }
+
+
+def delete_policy(partition: str, region: str, account: str, endpoint_name: str) -> dict:
+    """DeleteEndpoint on this one endpoint, nothing else."""
     # SageMaker writes endpoint names in ARNs in lower case.
     endpoint_arn = f"arn:{partition}:sagemaker:{region}:{account}:endpoint/{endpoint_name.lower()}"
-    policy = {
+    return {
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": "sagemaker:DeleteEndpoint", "Resource": endpoint_arn}
         ],
     }
+
+
+@register_policies("ttl-role")
+def _ttl_policies(ctx: PolicyContext) -> list[WrittenPolicy]:
+    return [
+        WrittenPolicy("trust", trust_policy(ctx.account), "trust"),
+        WrittenPolicy(
+            POLICY_NAME, delete_policy(ctx.partition, ctx.region, ctx.account, ctx.deployment)
+        ),
+    ]
+
+
+def _ensure_role(
+    session, endpoint_name, account, region, tags, store, deployment, project
+) -> tuple[str, bool]:
+    """The deleting role, created if missing; its policy is (re)written either way."""
+    from botocore.exceptions import ClientError
+
+    iam = client(session, "iam")
+    name = role_name(endpoint_name)
+    partition = session.get_partition_for_region(region)
+    trust = trust_policy(account)
+    policy = delete_policy(partition, region, account, endpoint_name)
     store.record_creating(ROLE_KIND, name, deployment, project, details={"endpoint": endpoint_name})
     created = False
     try:

@@ -1,0 +1,346 @@
+"""`llmship status --discover [--adopt]`: rebuild the state store from the cloud's tags.
+
+The state store is a cache: a lost or stale one (a new laptop, a teammate's deploy, a
+process killed before it wrote) must not leave billed resources nobody can destroy.
+Everything llmship creates carries the tag llmship:project (and llmship:deployment), so
+the resources can be found again:
+
+- the Resource Groups Tagging API lists tagged ARNs of most services (SageMaker, Lambda,
+  API Gateway, DynamoDB, Secrets Manager, Bedrock, CloudWatch alarms, S3 buckets, EC2);
+- SageMaker's own list calls (+ ListTags) catch what the tagging index has not caught
+  up with, and give the real, case-kept names (ARNs hold them in lower case);
+- IAM roles (global) by the names llmship gives them: each project's execution role,
+  each deployment's TTL role (GetRole + ListRoleTags; no account-wide listing);
+- EventBridge Scheduler schedules carry no tags: those of the `llmship` group belong
+  to the deployment whose endpoint they delete;
+- autoscaling targets are matched to the endpoints found;
+- uploaded artifacts live under `llmship/<project>/<deployment>/` in the project bucket.
+
+`adopt` writes what is missing into the state store (status UP, marked adopted), so
+`llmship destroy` removes it like anything this machine created.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmship.aws.session import client, translate
+from llmship.state import StateStore
+
+PROJECT_TAG = "llmship:project"
+DEPLOYMENT_TAG = "llmship:deployment"
+# ARN "service" and resource type -> state kind (name: the resource id, else the ARN).
+ARN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("sagemaker", "endpoint"): ("sagemaker:endpoint", True),
+    ("sagemaker", "endpoint-config"): ("sagemaker:endpoint-config", True),
+    ("sagemaker", "model"): ("sagemaker:model", True),
+    ("sagemaker", "training-job"): ("sagemaker:training-job", True),
+    ("lambda", "function"): ("lambda:function", True),
+    ("apigateway", "restapis"): ("apigateway:rest-api", True),
+    ("dynamodb", "table"): ("dynamodb:table", True),
+    ("secretsmanager", "secret"): ("secretsmanager:secret", False),
+    ("bedrock", "model-customization-job"): ("bedrock:customization-job", False),
+    ("bedrock", "custom-model"): ("bedrock:custom-model", False),
+    ("bedrock", "provisioned-model"): ("bedrock:provisioned-throughput", False),
+    ("bedrock", "custom-model-deployment"): ("bedrock:custom-model-deployment", False),
+    ("bedrock", "imported-model"): ("bedrock:imported-model", False),
+    ("bedrock", "model-import-job"): ("bedrock:model-import-job", False),
+    ("cloudwatch", "alarm"): ("cloudwatch:alarm", True),
+    ("ec2", "vpc-endpoint"): ("ec2:vpc-endpoint", True),
+    ("s3", ""): ("s3:bucket", True),
+}
+SAGEMAKER_LISTS = (
+    ("sagemaker:endpoint", "list_endpoints", "Endpoints", "EndpointName", "EndpointArn"),
+    (
+        "sagemaker:endpoint-config",
+        "list_endpoint_configs",
+        "EndpointConfigs",
+        "EndpointConfigName",
+        "EndpointConfigArn",
+    ),
+    ("sagemaker:model", "list_models", "Models", "ModelName", "ModelArn"),
+)
+
+
+@dataclass(frozen=True)
+class Found:
+    """One llmship-tagged resource in the account, as the state store would record it."""
+
+    kind: str
+    name: str
+    region: str
+    deployment: str
+    project: str
+    arn: str = ""
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def kind_of_arn(arn: str) -> tuple[str, str] | None:
+    """(state kind, name) for an ARN llmship creates, None for any other."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        return None
+    service, resource = parts[2], parts[5]
+    if service == "apigateway":  # arn:aws:apigateway:region::/restapis/id
+        pieces = resource.strip("/").split("/")
+        kind_type, ident = (pieces[0], pieces[1]) if len(pieces) >= 2 else ("", "")
+    elif service == "s3":
+        kind_type, ident = "", resource
+    else:
+        for separator in ("/", ":"):
+            if separator in resource:
+                kind_type, ident = resource.split(separator, 1)
+                break
+        else:
+            return None
+    entry = ARN_KINDS.get((service, kind_type))
+    if entry is None or not ident:
+        return None
+    kind, by_id = entry
+    return kind, ident if by_id else arn
+
+
+def discover(session, *, project: str | None = None, bucket: str | None = None) -> list[Found]:
+    """Every llmship-tagged resource in the session's region (and IAM), of `project` or of
+    any project; found once each, in a stable order."""
+    region = session.region_name
+    found: dict[tuple[str, str], Found] = {}
+
+    def add(item: Found) -> None:
+        found.setdefault((item.kind, item.name.lower()), item)
+
+    tagged = _tagged(session, project)
+    real_names = _sagemaker_names(session, region, project, tagged, add)
+    for arn, tags in tagged.items():
+        kind_name = kind_of_arn(arn)
+        if kind_name is None:
+            continue
+        kind, name = kind_name
+        name = real_names.get(arn.lower(), name)
+        kind_region = "" if kind == "s3:bucket" else region
+        add(Found(kind, name, kind_region, tags.get(DEPLOYMENT_TAG, ""), tags[PROJECT_TAG], arn))
+    for item in _roles(session, list(found.values())):
+        add(item)
+    endpoints = {f.name: f for f in found.values() if f.kind == "sagemaker:endpoint"}
+    for item in _schedules(session, region, endpoints) + _scaling(session, region, endpoints):
+        add(item)
+    if bucket:
+        deployments = {(f.project, f.deployment) for f in found.values() if f.deployment}
+        for item in _artifacts(session, region, bucket, deployments):
+            add(item)
+    return sorted(found.values(), key=lambda f: (f.project, f.deployment, f.kind, f.name))
+
+
+def missing_from(store: StateStore, found: list[Found]) -> list[Found]:
+    """What was found but the state store does not record (an artifact prefix counts as
+    recorded when a recorded artifact lies under it)."""
+    recorded = {(r.kind, r.name.lower()) for r in store.resources()}
+    artifacts = [r.name for r in store.resources() if r.kind == "s3:artifact"]
+    out = []
+    for item in found:
+        if (item.kind, item.name.lower()) in recorded:
+            continue
+        if item.kind == "s3:artifact" and any(a.startswith(item.name) for a in artifacts):
+            continue
+        out.append(item)
+    return out
+
+
+def adopt(store: StateStore, found: list[Found]) -> list[Found]:
+    """Record `found` (those not yet recorded) as UP, so `destroy` removes them."""
+    adopted = missing_from(store, found)
+    for item in adopted:
+        details = {"adopted": True, **({"arn": item.arn} if item.arn else {}), **item.details}
+        store.adopt(item.kind, item.name, item.deployment, item.project, item.region, details)
+    return adopted
+
+
+# sources -------------------------------------------------------------------------------
+
+
+def _tagged(session, project: str | None) -> dict[str, dict[str, str]]:
+    """ARN -> tags of every resource the tagging API indexes with llmship:project."""
+    from botocore.exceptions import ClientError
+
+    tag_filter: dict[str, Any] = {"Key": PROJECT_TAG}
+    if project:
+        tag_filter["Values"] = [project]
+    out: dict[str, dict[str, str]] = {}
+    try:
+        pages = (
+            client(session, "resourcegroupstaggingapi")
+            .get_paginator("get_resources")
+            .paginate(TagFilters=[tag_filter])
+        )
+        for page in pages:
+            for item in page.get("ResourceTagMappingList", []):
+                out[item["ResourceARN"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+    except ClientError as exc:
+        raise translate(exc, "tag", "GetResources", PROJECT_TAG) from None
+    return out
+
+
+def _sagemaker_names(session, region, project, tagged, add) -> dict[str, str]:
+    """Lower-cased ARN -> real name of the SageMaker endpoints, configs and models; those
+    the tagging index does not list are asked for their tags one by one."""
+    from botocore.exceptions import ClientError
+
+    sm = client(session, "sagemaker")
+    indexed = {arn.lower() for arn in tagged}
+    names: dict[str, str] = {}
+    for kind, method, key, name_key, arn_key in SAGEMAKER_LISTS:
+        try:
+            for page in sm.get_paginator(method).paginate():
+                for item in page.get(key, []):
+                    arn, name = item[arn_key], item[name_key]
+                    names[arn.lower()] = name
+                    if arn.lower() in indexed:
+                        continue
+                    tags = _sagemaker_tags(sm, arn)
+                    if PROJECT_TAG in tags and project in (None, tags[PROJECT_TAG]):
+                        deployment = tags.get(DEPLOYMENT_TAG, "")
+                        add(Found(kind, name, region, deployment, tags[PROJECT_TAG], arn))
+        except ClientError as exc:
+            raise translate(exc, "sagemaker", method, "") from None
+    return names
+
+
+def _sagemaker_tags(sm, arn: str) -> dict[str, str]:
+    from botocore.exceptions import ClientError
+
+    try:
+        pages = sm.get_paginator("list_tags").paginate(ResourceArn=arn)
+        return {t["Key"]: t["Value"] for page in pages for t in page.get("Tags", [])}
+    except ClientError:  # deleted between the listing and this call
+        return {}
+
+
+def _roles(session, found: list[Found]) -> list[Found]:
+    """llmship's IAM roles of the projects and deployments found (IAM is global: region
+    ''), looked up by the names llmship gives them, so no account-wide listing is needed:
+    the execution role of each project and the TTL role of each deployment (kept after
+    a TTL deleted its endpoint)."""
+    from botocore.exceptions import ClientError
+
+    from llmship.aws.iam import default_role_name
+    from llmship.deploy.ttl import role_name
+
+    iam = client(session, "iam")
+    names = {default_role_name(f.project) for f in found if f.project}
+    names |= {role_name(f.deployment) for f in found if f.deployment}
+    out = []
+    for name in sorted(names):
+        try:
+            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+            tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchEntity", "AccessDenied"):
+                continue
+            raise translate(exc, "iam", "GetRole", name) from None
+        if PROJECT_TAG in tags:
+            deployment = tags.get(DEPLOYMENT_TAG, "")
+            out.append(Found("iam:role", name, "", deployment, tags[PROJECT_TAG], arn))
+    return out
+
+
+def _schedules(session, region: str, endpoints: dict[str, Found]) -> list[Found]:
+    """`deploy --ttl` schedules (untagged): matched to the endpoint they delete."""
+    from botocore.exceptions import ClientError
+
+    from llmship.deploy.ttl import GROUP, SCHEDULE_KIND
+
+    scheduler = client(session, "scheduler")
+    out = []
+    try:
+        pages = scheduler.get_paginator("list_schedules").paginate(GroupName=GROUP)
+        for page in pages:
+            for item in page.get("Schedules", []):
+                try:
+                    schedule = scheduler.get_schedule(GroupName=GROUP, Name=item["Name"])
+                except ClientError:  # another project's (not ours to read) or just deleted
+                    continue
+                owner = endpoints.get(_deleted_endpoint(schedule))
+                if owner is not None:
+                    out.append(
+                        Found(
+                            SCHEDULE_KIND,
+                            f"{GROUP}/{item['Name']}",
+                            region,
+                            owner.deployment,
+                            owner.project,
+                            item.get("Arn", ""),
+                            {"endpoint": owner.name},
+                        )
+                    )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise translate(exc, "scheduler", "ListSchedules", GROUP) from None
+    return out
+
+
+def _deleted_endpoint(schedule: dict) -> str:
+    """The EndpointName a TTL schedule's target input names ('' for any other schedule)."""
+    try:
+        target = json.loads(schedule.get("Target", {}).get("Input") or "{}")
+    except ValueError:
+        return ""
+    return str(target.get("EndpointName", "")) if isinstance(target, dict) else ""
+
+
+def _scaling(session, region: str, endpoints: dict[str, Found]) -> list[Found]:
+    """Autoscaling targets of the endpoints found."""
+    from botocore.exceptions import ClientError
+
+    from llmship.deploy.scaling import NAMESPACE, TARGET_KIND
+
+    out = []
+    try:
+        pages = (
+            client(session, "application-autoscaling")
+            .get_paginator("describe_scalable_targets")
+            .paginate(ServiceNamespace=NAMESPACE)
+        )
+        for page in pages:
+            for target in page.get("ScalableTargets", []):
+                parts = target["ResourceId"].split("/")
+                owner = endpoints.get(parts[1]) if len(parts) > 1 else None
+                if owner is not None:
+                    out.append(
+                        Found(
+                            TARGET_KIND,
+                            target["ResourceId"],
+                            region,
+                            owner.deployment,
+                            owner.project,
+                            details={"endpoint": owner.name},
+                        )
+                    )
+    except ClientError as exc:
+        raise translate(exc, "application-autoscaling", "DescribeScalableTargets", "") from None
+    return out
+
+
+def _artifacts(session, region: str, bucket: str, deployments: set) -> list[Found]:
+    """Uploaded artifacts, one per run prefix under each deployment's prefix."""
+    from botocore.exceptions import ClientError
+
+    from llmship.deploy.names import artifact_prefix
+
+    s3 = client(session, "s3")
+    out = []
+    for project, deployment in sorted(deployments):
+        prefix = artifact_prefix(project, deployment)
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, Delimiter="/"
+            )
+            runs = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return []
+            raise translate(exc, "s3", "ListObjectsV2", f"s3://{bucket}/{prefix}") from None
+        for run in runs:
+            out.append(Found("s3:artifact", f"s3://{bucket}/{run}", region, deployment, project))
+    return out
