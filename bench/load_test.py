@@ -40,6 +40,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from llmship.bench.serving import percentile
+
 DOCUMENTED = {200, 400, 404, 406, 408, 413, 415, 424, 503}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_DURATION_S, MAX_CONCURRENCY, MAX_REQUESTS = 600.0, 1024, 1_000_000
@@ -287,16 +289,6 @@ async def run_setting(
     await sampler
     setting = summarize(records, concurrency, elapsed, queue_depth, rss_start, rss.peak, documented)
     return setting, records
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summarize(

@@ -163,7 +163,7 @@ def bootstrap(
         role = None
     created = role is None
     if not created:
-        _check_owner(iam, name, project)
+        check_owner(iam, name, project)
     if created or recorded is None:
         store.record_creating(ROLE_KIND, name, BOOTSTRAP, project, details={"bucket": bucket})
     if created:
@@ -432,7 +432,13 @@ def _identity(session) -> tuple[str, str]:
     return parts[4], parts[1]
 
 
-def _check_owner(iam, name: str, project: str) -> None:
+def check_owner(
+    iam,
+    name: str,
+    project: str,
+    remedy: str = "pass another role name (--role-name), or set aws.role_arn to that role if "
+    "it is meant for SageMaker",
+) -> None:
     """Refuse to rewrite a role that llmship did not create for this project."""
     from botocore.exceptions import ClientError
 
@@ -445,8 +451,7 @@ def _check_owner(iam, name: str, project: str) -> None:
         whose = f"llmship project {owner!r}" if owner else "something other than llmship"
         raise DeployError(
             f"IAM role {name} exists and belongs to {whose}, not project {project!r}; llmship "
-            "leaves it as it is: pass another role name (--role-name), or set aws.role_arn to "
-            "that role if it is meant for SageMaker"
+            f"leaves it as it is: {remedy}"
         )
 
 

@@ -23,10 +23,10 @@ from llmship.aws.iam import (
     _document,
     _identity,
     _inline_policy,
+    check_owner,
     register_policies,
 )
 from llmship.aws.session import client, translate
-from llmship.errors import DeployError
 from llmship.state import StateStore
 
 ROLE_KIND = "iam:role"
@@ -130,7 +130,9 @@ def ensure_role(
         role = None
     recorded = any((r.kind, r.name) == (ROLE_KIND, name) for r in store.resources())
     if role is not None:
-        _check_owner(iam, name, prefixes.project)
+        check_owner(
+            iam, name, prefixes.project, "set bedrock.role_arn to a role Bedrock may assume"
+        )
     details = {"service": "bedrock", "bucket": prefixes.bucket}
     if role is None or not recorded:
         store.record_creating(ROLE_KIND, name, deployment, prefixes.project, details=details)
@@ -168,21 +170,6 @@ def ensure_role(
         )
     store.set_status(ROLE_KIND, name, "UP", details={**details, "arn": role["Arn"]})
     return role["Arn"]
-
-
-def _check_owner(iam, name: str, project: str) -> None:
-    """Refuse to rewrite a role llmship did not create for this project."""
-    from botocore.exceptions import ClientError
-
-    try:
-        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
-    except ClientError as exc:
-        raise translate(exc, "iam", "ListRoleTags", name) from None
-    if tags.get("llmship:project") != project:
-        raise DeployError(
-            f"IAM role {name} exists but llmship did not create it for project {project!r}; "
-            "llmship leaves it as it is: set bedrock.role_arn to a role Bedrock may assume"
-        )
 
 
 def delete_role(iam, name: str) -> None:

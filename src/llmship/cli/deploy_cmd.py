@@ -48,7 +48,10 @@ def deploy(
     output: OutputOption = None,
     target: Annotated[
         str | None,
-        typer.Option(help="local or sagemaker (default: deploy.target).", show_default=False),
+        typer.Option(
+            help="local, sagemaker, bedrock or bedrock-import (default: deploy.target).",
+            show_default=False,
+        ),
     ] = None,
     plan_only: Annotated[
         bool,
