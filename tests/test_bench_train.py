@@ -237,7 +237,8 @@ def test_plain_loop_pays_for_padding_and_llmship_packs_it_away():
     assert plain.tokens < plain.padded_tokens  # padding is real, and not counted
     assert ours.padding_share < plain.padding_share
     for r in (plain, ours):
-        assert r.tokens_per_s == pytest.approx(r.tokens / r.seconds, rel=1e-3)
+        # seconds are kept to 0.1 ms, tokens/s from the unrounded time
+        assert r.tokens_per_s == pytest.approx(r.tokens / r.seconds, abs=0.5, rel=2e-3)
         assert r.mfu is None  # CPU
         assert r.base_params == sum(  # 2 layers of attention + MLP + norms, tied embeddings
             [512 * 64, 2 * (4 * 64 * 64 - 2 * 64 * 32 + 3 * 64 * 128 + 2 * 64), 64]

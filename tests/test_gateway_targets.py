@@ -12,6 +12,7 @@ cannot stub event streams.
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 import httpx
@@ -169,6 +170,9 @@ def test_sagemaker_route_answers_like_the_endpoint_and_counts_tokens(gateway, mo
     ]
     assert len(pieces) >= 2 and "".join(pieces).strip() == text
     assert chunks[-1].usage.completion_tokens == done.usage.completion_tokens
+    deadline = time.monotonic() + 10  # a stream's log entry is written once it has ended
+    while len(store.logs(0)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [e.target for e in store.logs(0)] == ["sagemaker:tiny"] * 2
 
 

@@ -343,7 +343,7 @@ def test_eval_target_must_be_known(trained, no_aws):
     result = runner.invoke(
         app, ["eval", str(run.root), "--config", str(run.config), "--target", "moon"]
     )
-    assert result.exit_code == 2 and "choose local or sagemaker" in result.output
+    assert result.exit_code == 2 and "choose local, sagemaker or bedrock" in result.output
 
 
 def test_eval_needs_a_trained_model(tmp_path):

@@ -531,7 +531,9 @@ def test_destroy_removes_the_job_record_secret_and_grant(aws_env, home, tmp_path
     assert {d.split()[0] for d in deleted} >= {"sagemaker:training-job", SECRET_KIND}
     assert not [r for r in store.resources(deployment) if r.kind != "s3:artifact"]
     secrets = boto3.client("secretsmanager", region_name=REGION)
-    assert secrets.list_secrets()["SecretList"] == []
+    project = loaded.config.project.name
+    names = [x["Name"] for x in secrets.list_secrets()["SecretList"]]
+    assert not [n for n in names if n.startswith(f"llmship/{project}/")]
     role = loaded.config.aws.role_arn.rsplit("/", 1)[-1]
     iam = boto3.client("iam", region_name=REGION)
     assert iam.list_role_policies(RoleName=role)["PolicyNames"] == []
