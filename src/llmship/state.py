@@ -59,6 +59,28 @@ class Resource:
     updated: float
 
 
+@contextmanager
+def connect(path: Path, timeout_s: float, transaction: bool = True) -> Iterator[sqlite3.Connection]:
+    """A WAL connection in one write transaction taken at once (so writers queue behind a
+    busy timeout instead of failing); shared by every SQLite store llmship keeps."""
+    db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        if not transaction:
+            yield db
+            return
+        db.execute("BEGIN IMMEDIATE")
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    finally:
+        db.close()
+
+
 def state_path() -> Path:
     """$LLMSHIP_HOME/state.db (default ~/.llmship/state.db)."""
     home = Path(os.environ.get("LLMSHIP_HOME", Path.home() / ".llmship"))
@@ -87,25 +109,8 @@ class StateStore:
                 "`llmship status --discover --adopt` records them again)"
             ) from exc
 
-    @contextmanager
-    def _connect(self, transaction: bool = True) -> Iterator[sqlite3.Connection]:
-        """A connection in one write transaction (taken at once, so writers queue)."""
-        db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-            if not transaction:
-                yield db
-                return
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
+    def _connect(self, transaction: bool = True):
+        return connect(self.path, self.timeout_s, transaction)
 
     def record_creating(
         self,

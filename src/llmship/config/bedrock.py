@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from llmship.config.section import Section
+from llmship.config.section import NetworkSection, Section
 
 S3_PREFIX_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.*/$"
 
 
-class BedrockVpc(Section):
+class BedrockVpc(NetworkSection):
     subnets: list[str] = Field(
         default_factory=list,
         max_length=16,
@@ -22,12 +22,6 @@ class BedrockVpc(Section):
         max_length=5,
         description="Security group ids for the job's network interfaces (with subnets).",
     )
-
-    @model_validator(mode="after")
-    def _both_or_neither(self) -> BedrockVpc:
-        if bool(self.subnets) != bool(self.security_groups):
-            raise ValueError("give both subnets and security_groups (or neither: no VPC)")
-        return self
 
 
 class BedrockConfig(Section):

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from llmship.config.bedrock import BedrockConfig
 from llmship.config.gateway import GatewayConfig
-from llmship.config.section import Section
+from llmship.config.section import NetworkSection, Section
 from llmship.config.serving import ServeConfig
 from llmship.config.training_job import SageMakerTrainingSettings
 
@@ -309,7 +309,7 @@ class AsyncSettings(Section):
     )
 
 
-class VpcSettings(Section):
+class VpcSettings(NetworkSection):
     subnets: list[str] = Field(
         default_factory=list,
         max_length=16,
@@ -326,12 +326,6 @@ class VpcSettings(Section):
         description="Add an S3 gateway endpoint to the subnets' route tables when they have "
         "neither one nor a NAT route (tagged; destroyed with the deployment).",
     )
-
-    @model_validator(mode="after")
-    def _both_or_neither(self) -> VpcSettings:
-        if bool(self.subnets) != bool(self.security_groups):
-            raise ValueError("give both subnets and security_groups (or neither: no VPC)")
-        return self
 
 
 class AutoscalingSettingsConfig(Section):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from llmship.config.section import Section
+from llmship.config.section import NetworkSection, Section
 
 S3_PREFIX_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
 
 
-class TrainingVpc(Section):
+class TrainingVpc(NetworkSection):
     subnets: list[str] = Field(
         default_factory=list,
         max_length=16,
@@ -22,12 +22,6 @@ class TrainingVpc(Section):
         description="Security group ids (1-5 with subnets); for more than one instance they "
         "must allow all traffic between the group's own members.",
     )
-
-    @model_validator(mode="after")
-    def _both_or_neither(self) -> TrainingVpc:
-        if bool(self.subnets) != bool(self.security_groups):
-            raise ValueError("give both subnets and security_groups (or neither: no VPC)")
-        return self
 
 
 class SageMakerTrainingSettings(Section):

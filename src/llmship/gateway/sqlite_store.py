@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from llmship.errors import StateError
 from llmship.gateway.keys import KeyRecord
 from llmship.gateway.store import RequestLog
+from llmship.state import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -44,24 +43,8 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open the gateway store {self.path}: {exc}") from exc
 
-    @contextmanager
-    def _connect(self, transaction: bool = True) -> Iterator[sqlite3.Connection]:
-        """A connection in one write transaction (taken at once, so writers queue)."""
-        db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            if not transaction:
-                yield db
-                return
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
+    def _connect(self, transaction: bool = True):
+        return connect(self.path, self.timeout_s, transaction)
 
     def put_key(self, record: KeyRecord) -> None:
         with self._connect() as db:
