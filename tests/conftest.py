@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,14 @@ from llmship.data.samples import write_sample
 from llmship.models.tiny import create_tiny_model
 
 quiet_libraries()
+
+# Every AWS call llmship's clients make in this session (subprocesses too) is recorded
+# here and judged at the end against the permission map and the printed policies.
+_OWN_CALL_LOG = "LLMSHIP_AWS_CALL_LOG" not in os.environ
+if _OWN_CALL_LOG:
+    os.environ["LLMSHIP_AWS_CALL_LOG"] = str(
+        Path(tempfile.mkdtemp(prefix="llmship-calls-")) / "calls.jsonl"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +89,25 @@ def aws_env(moto_server, monkeypatch):
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     return moto_server
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a recorded AWS call is missing from the permission map or not
+    allowed by the policies `llmship aws bootstrap --print-policy` prints."""
+    from permission_audit import audit, read_log, summary
+
+    log = Path(os.environ["LLMSHIP_AWS_CALL_LOG"])
+    records = read_log(log)
+    if _OWN_CALL_LOG:
+        shutil.rmtree(log.parent, ignore_errors=True)
+    problems = audit(records) if records else []
+    if not problems:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    write = reporter.write_line if reporter else print
+    write(f"\nAWS permission audit: {len(problems)} problem(s) in {len(records)} recorded calls:")
+    for problem in problems:
+        write(f"  {problem}")
+    write("Recorded calls (count, service operation [command]):")
+    write(summary(records))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

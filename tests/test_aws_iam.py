@@ -168,19 +168,26 @@ def test_deployer_policy_is_scoped_to_the_role_and_the_projects_names():
     for statement in passing:  # every PassRole is limited by role and service
         assert "*" not in _as_list(statement["Resource"])
         assert "iam:PassedToService" in statement["Condition"]["StringEquals"]
-    # SageMaker actions only on the project's endpoints, configs and models (lower case,
-    # as SageMaker writes names in ARNs).
+    # SageMaker deletes by the project's names (lower case, as SageMaker writes names in
+    # ARNs); creates and changes on any name only with the project's tag (any
+    # deployment name works: llmship.aws.capabilities).
     sagemaker = statements["ProjectSageMakerResources"]
-    assert {
-        "sagemaker:CreateModel",
-        "sagemaker:CreateEndpoint",
+    assert set(sagemaker["Action"]) == {
         "sagemaker:DeleteEndpoint",
-        "sagemaker:InvokeEndpoint*",
-    } <= set(sagemaker["Action"])
+        "sagemaker:DeleteEndpointConfig",
+        "sagemaker:DeleteModel",
+    }
     assert set(sagemaker["Resource"]) == {
         f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:{kind}/demo-*"
         for kind in ("endpoint", "endpoint-config", "model")
     }
+    for sid, key in (
+        ("TaggedSageMakerCreates", "aws:RequestTag/llmship:project"),
+        ("TaggedSageMakerResources", "aws:ResourceTag/llmship:project"),
+    ):
+        assert statements[sid]["Condition"]["StringEquals"] == {key: "Demo"}
+    assert "sagemaker:CreateEndpoint" in statements["TaggedSageMakerCreates"]["Action"]
+    assert "sagemaker:InvokeEndpoint*" in statements["TaggedSageMakerResources"]["Action"]
     for statement in policy["Statement"]:
         actions = _as_list(statement["Action"])
         if statement["Resource"] == "*":  # only reads and calls with no resource-level scope
@@ -188,18 +195,17 @@ def test_deployer_policy_is_scoped_to_the_role_and_the_projects_names():
                 a.startswith(("sagemaker:Create", "sagemaker:Delete", "s3:", "iam:"))
                 for a in actions
             ), statement
-        if any(a.startswith("s3:") for a in actions):
+        if any(a.startswith("s3:") for a in actions) and statement["Sid"].startswith("Project"):
             assert all(BUCKET in r for r in _as_list(statement["Resource"]))
     assert "sagemaker:*" not in json.dumps(policy) and '"*:*"' not in json.dumps(policy)
-    # The TTL, autoscaling, quotas and status calls are there.
+    # Quotas, metrics and logs are there; TTL and autoscaling are the operate policy's.
     actions = {a for s in policy["Statement"] for a in _as_list(s["Action"])}
     assert {
-        "scheduler:CreateSchedule",
-        "application-autoscaling:RegisterScalableTarget",
         "cloudwatch:GetMetricStatistics",
         "servicequotas:ListServiceQuotas",
         "servicequotas:GetServiceQuota",
         "logs:GetLogEvents",
+        "s3:ListBucketMultipartUploads",
     } <= actions
     # Small enough for a customer managed policy (6,144 characters without whitespace).
     assert len(json.dumps(policy, separators=(",", ":"))) < 6144
@@ -230,7 +236,11 @@ def _config(folder: Path, bucket: str | None = BUCKET) -> Path:
     return path
 
 
-def test_cli_bootstrap_creates_bucket_and_role_and_prints_the_deployer_policy(session, tmp_path):
+def test_cli_bootstrap_creates_bucket_and_role_and_prints_the_deployer_policies(session, tmp_path):
+    """Plain bootstrap prints what a deploying user needs: `deploy` and `operate` (every
+    destroy cancels a TTL schedule, which only `operate` grants)."""
+    from llmship.aws.permissions import needs
+    from llmship.aws.policy_eval import allows
     from llmship.cli import app
 
     runner = CliRunner()
@@ -240,8 +250,17 @@ def test_cli_bootstrap_creates_bucket_and_role_and_prints_the_deployer_policy(se
     assert result.exit_code == 0, result.output
     arn = f"arn:aws:iam::{ACCOUNT}:role/llmship-clidemo-sagemaker"
     assert arn in result.stderr and "aws.role_arn" in result.stderr
-    policy = json.loads(result.stdout)
-    assert {"Resource": arn}.items() <= policy["Statement"][0].items()
+    policies = json.loads(result.stdout)
+    assert sorted(policies) == ["llmship-clidemo-deploy", "llmship-clidemo-operate"]
+    assert "attach both" in " ".join(result.stderr.split())
+    assert {"Resource": arn}.items() <= policies["llmship-clidemo-deploy"]["Statement"][0].items()
+    # what ttl.cancel_deletion calls on every destroy
+    for service, operation, params in [
+        ("scheduler", "DeleteSchedule", {"Name": "delete-x", "GroupName": "llmship"}),
+        ("sqs", "GetQueueUrl", {"QueueName": "llmship-ttl-dlq-x"}),
+    ]:
+        for need in needs(service, operation, params, region="us-west-2", account=ACCOUNT):
+            assert allows(policies, need).allowed, need
     s3 = client(session, "s3")
     tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"]}
     assert tags["llmship:project"] == "clidemo"

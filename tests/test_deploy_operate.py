@@ -98,11 +98,13 @@ def test_ttl_schedules_delete_endpoint_in_aws(session, store):
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
     assert {t["Key"]: t["Value"] for t in role["Tags"]} == TAGS
     policy = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="delete-endpoint")
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "sagemaker:DeleteEndpoint"
-    assert statement["Resource"] == (
+    delete, dead_letter = policy["PolicyDocument"]["Statement"]
+    assert delete["Action"] == "sagemaker:DeleteEndpoint"
+    assert delete["Resource"] == (
         "arn:aws:sagemaker:us-west-2:123456789012:endpoint/ttl-endpoint-1"
     )
+    assert dead_letter["Action"] == "sqs:SendMessage"
+    assert dead_letter["Resource"] == target["DeadLetterConfig"]["Arn"]
     assert iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"] == ["delete-endpoint"]
     assert iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"] == []
 
@@ -113,6 +115,7 @@ def test_ttl_schedules_delete_endpoint_in_aws(session, store):
     assert kinds(store) == {
         f"iam:role {ttl.role_name(endpoint)}": "UP",
         f"scheduler:schedule llmship/{made.name}": "UP",
+        f"sqs:queue {ttl.queue_name(endpoint)}": "UP",
     }
     assert time_left(session, endpoint, now=made.delete_at - timedelta(hours=7)) == timedelta(
         hours=7

@@ -95,6 +95,16 @@ def fresh_run(run_root: Path, tmp_path: Path) -> RunDir:
     return RunDir(root)
 
 
+def ensure_role() -> str:
+    """ROLE in moto: a deploy that needs more than the project bucket (a VPC, an SNS
+    topic) puts an inline policy on it."""
+    iam = boto3.client("iam", region_name=REGION)
+    name = ROLE.rsplit("/", 1)[-1]
+    if name not in {r["RoleName"] for r in iam.list_roles()["Roles"]}:
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")
+    return ROLE
+
+
 def loaded(tmp_path, deploy: dict, aws: dict | None = None, project: str = "demo"):
     tree = {
         "project": {"name": project},
@@ -299,6 +309,8 @@ def test_serverless_deploy_has_serverless_config_and_no_hourly_price(store, buck
 
 def test_async_deploy_writes_to_the_deployments_prefix(store, bucket, tmp_path):
     name = unique("as")
+    ensure_role()
+    boto3.client("sns", region_name=REGION).create_topic(Name="errors")
     config = loaded(
         tmp_path,
         {
@@ -331,6 +343,7 @@ def test_async_deploy_writes_to_the_deployments_prefix(store, bucket, tmp_path):
 
 
 def test_vpc_deploy_finds_no_route_to_s3_and_creates_a_gateway_endpoint(store, bucket, tmp_path):
+    ensure_role()
     ec2 = boto3.client("ec2", region_name=REGION)
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
@@ -567,7 +580,9 @@ def test_access_denied_is_an_aws_error_naming_the_call(store, bucket, tmp_path):
     )
     chosen = target(store, config, session=Session())
     plan = chosen.plan(request_for(config, None))
-    with pytest.raises(AwsError, match=r"CreateModel.*AccessDeniedException.*grant the action"):
+    # the refusal names the IAM action llmship's policy grants for the call, and where
+    needs = r"CreateModel.*AccessDeniedException.*needs IAM sagemaker:CreateModel \(granted by "
+    with pytest.raises(AwsError, match=needs):
         chosen.apply(plan)
     # the record written before the call remains for destroy
     assert [(r.kind, r.status) for r in store.resources(name)] == [(MODEL_KIND, "CREATING")]
@@ -694,3 +709,103 @@ def test_ttl_and_autoscaling_follow_in_service_and_go_with_destroy(store, bucket
         )["ScalableTargets"]
         == []
     )
+
+
+# ---- destroy revokes the execution role's grant only once the endpoint is gone ---------
+
+# DeleteEndpoint only starts the deletion: DescribeEndpoint then answers "Deleting" until
+# the endpoint is gone, then SageMaker's "Could not find endpoint" (aws/amazon-sagemaker-
+# examples#2402). SageMaker removes a VPC endpoint's network interfaces with the execution
+# role's EC2 permissions meanwhile (SageMaker Developer Guide, "Give SageMaker AI access to
+# resources in your Amazon VPC").
+ENDPOINT_GONE = (
+    "ValidationException",
+    f'Could not find endpoint "arn:aws:sagemaker:{REGION}:123456789012:endpoint/ep".',
+)
+
+
+def _deleting(name: str = "ep") -> dict:
+    return {
+        "EndpointName": name,
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{name}",
+        "EndpointConfigName": "cfg",
+        "EndpointStatus": "Deleting",
+        "CreationTime": 0,
+        "LastModifiedTime": 0,
+    }
+
+
+def _granted_endpoint(store, calls: list[str]):
+    """An endpoint `ep` recorded with the execution role's deploy grant (moto IAM), and a
+    target whose sagemaker (Stubber) and iam clients append each call's name to `calls`."""
+    from llmship.aws.role_grants import RoleGrant, put_grant
+
+    iam = boto3.client("iam", region_name=REGION)
+    role = f"exec-{time.time_ns()}"
+    trust = '{"Version": "2012-10-17", "Statement": []}'
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    grant = RoleGrant(arn, "llmship-deploy-ep", [{"Effect": "Allow", "Action": "ec2:*",
+                                                  "Resource": "*"}])  # fmt: skip
+    put_grant(
+        iam,
+        grant,
+        store=store,
+        deployment="ep",
+        project="p",
+        details={"endpoint": "ep", "endpoint_region": REGION},
+    )
+    store.record_creating(ENDPOINT_KIND, "ep", "ep", "p", REGION)
+    store.set_status(ENDPOINT_KIND, "ep", "UP", REGION)
+    sm = boto3.client("sagemaker", region_name=REGION)
+    for made in (sm, iam):
+        made.meta.events.register(
+            "before-parameter-build", lambda model, **_: calls.append(model.name)
+        )
+    ticks = iter(range(0, 100_000, 30))
+    chosen = SageMakerTarget(
+        store,
+        AwsConfig(region=REGION),
+        sleep=lambda s: None,
+        clock=lambda: next(ticks),
+        poll_seconds=30,
+        delete_timeout_seconds=90,
+    )
+    chosen._clients.update({("sagemaker", REGION): sm, ("iam", ""): iam})
+    return chosen, Stubber(sm), iam, role
+
+
+def test_destroy_revokes_the_role_grant_only_after_the_endpoint_is_gone(aws_env, store):
+    calls: list[str] = []
+    chosen, stub, iam, role = _granted_endpoint(store, calls)
+    stub.add_response("delete_endpoint", {}, {"EndpointName": "ep"})
+    stub.add_response("describe_endpoint", _deleting(), {"EndpointName": "ep"})
+    stub.add_client_error("describe_endpoint", *ENDPOINT_GONE, 400, {"EndpointName": "ep"})
+    with stub:
+        deleted = chosen.destroy("ep")
+        stub.assert_no_pending_responses()
+    assert calls == ["DeleteEndpoint", "DescribeEndpoint", "DescribeEndpoint", "DeleteRolePolicy"]
+    assert f"iam:role-policy {role}/llmship-deploy-ep" in deleted
+    assert iam.list_role_policies(RoleName=role)["PolicyNames"] == []
+    assert store.resources("ep") == []
+
+
+def test_destroy_keeps_the_grant_of_an_endpoint_still_deleting(aws_env, store, caplog):
+    calls: list[str] = []
+    chosen, stub, iam, role = _granted_endpoint(store, calls)
+    stub.add_response("delete_endpoint", {}, {"EndpointName": "ep"})
+    for _ in range(3):  # each clock reading is 30 s on: the third reaches the 90 s bound
+        stub.add_response("describe_endpoint", _deleting(), {"EndpointName": "ep"})
+    with stub:
+        chosen.destroy("ep")
+        stub.assert_no_pending_responses()
+    assert "DeleteRolePolicy" not in calls
+    assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["llmship-deploy-ep"]
+    [kept] = store.resources("ep")
+    assert kept.kind == "iam:role-policy" and "still Deleting after 90 s" in kept.details["kept"]
+    assert "run `llmship destroy ep` again" in caplog.text
+
+    stub.add_client_error("describe_endpoint", *ENDPOINT_GONE, 400, {"EndpointName": "ep"})
+    with stub:  # the next destroy finishes
+        chosen.destroy("ep")
+    assert iam.list_role_policies(RoleName=role)["PolicyNames"] == []
+    assert store.resources("ep") == []

@@ -215,6 +215,39 @@ def test_expose_creates_tagged_recorded_resources_and_destroy_removes_all(setup)
     assert aws_expose.destroy(state, "demo-gw-sum", session=session) == []  # again: no-op
 
 
+def test_create_function_waits_for_a_new_role_lambda_cannot_assume_yet(setup):
+    """Lambda answers CreateFunction with InvalidParameterValueException "The role defined
+    for the function cannot be assumed by Lambda." while a new role propagates
+    (boto/boto3#2976); the call is retried, with waits, until Lambda accepts the role."""
+    from botocore.awsrequest import AWSResponse
+
+    loaded, keys, _records, session = setup
+    refusals = []
+
+    def refuse_twice(**_):
+        if len(refusals) < 2:
+            refusals.append(1)
+            error = {
+                "Code": "InvalidParameterValueException",
+                "Message": "The role defined for the function cannot be assumed by Lambda.",
+            }
+            return AWSResponse("", 400, {}, None), {
+                "Error": error,
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        return None
+
+    session.events.register("before-call.lambda.CreateFunction", refuse_twice)
+    slept: list[float] = []
+    state = StateStore()
+    plan = aws_expose.plan(loaded, "sum", session=session, keys=keys)
+    try:
+        aws_expose.apply(plan, store=state, session=session, sleep=slept.append)
+    finally:
+        aws_expose.destroy(state, "demo-gw-sum", session=session)
+    assert len(refusals) == 2 and len(slept) == 2
+
+
 def test_buffered_mode_uses_mangum_and_the_29_second_integration(setup):
     loaded, keys, _, session = setup
     loaded.config.gateway.aws.streaming = False

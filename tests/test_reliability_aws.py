@@ -265,6 +265,8 @@ def leftovers(bucket: str, name: str) -> list[str]:
     left += [p["ResourceId"].split("/")[1] for p in policies]
     roles = boto3.client("iam", region_name=REGION).list_roles()["Roles"]
     left += [r["RoleName"].removeprefix("llmship-ttl-") for r in roles]
+    queues = boto3.client("sqs", region_name=REGION).list_queues().get("QueueUrls", [])
+    left += [url.rsplit("/", 1)[-1].removeprefix("llmship-ttl-dlq-") for url in queues]
     left = [f"resource {found}" for found in left if ours(found)]
     s3 = boto3.client("s3", region_name=REGION)
     prefix = f"llmship/kill/{name}/"
@@ -481,7 +483,7 @@ def test_a_killed_deploy_with_its_state_lost_is_found_adopted_and_destroyed(tmp_
     name = f"kill-lost-{time.time_ns() % 10**8}"
     root = write_project(tmp_path / "lost", kill_bucket, name)
     log = root / "calls.log"
-    killed = run_cli(root, "deploy", "latest", "--yes", kill_at=8, log=log)
+    killed = run_cli(root, "deploy", "latest", "--yes", kill_at=9, log=log)
     assert killed.returncode == 137  # after RegisterScalableTarget, before its policy
     assert log.read_text().split()[-1] == "RegisterScalableTarget"
     (root / "home" / "state.db").unlink()

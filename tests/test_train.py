@@ -172,7 +172,9 @@ def test_gradient_accumulation_weights_every_token_equally(tiny_llama):
         grads.append(optimizer.grads)
     for other in grads[1:]:
         for name, value in grads[0].items():
-            torch.testing.assert_close(other[name], value, rtol=1e-4, atol=1e-7)
+            # atol: float32 summation order leaves ~2e-7 on gradients near zero (measured
+            # under transformers 5.25); a weighting error moves every gradient by percents.
+            torch.testing.assert_close(other[name], value, rtol=1e-4, atol=1e-6)
 
 
 class Interrupt(Exception):

@@ -498,6 +498,7 @@ def test_cli_target_sagemaker(aws_env, home, tmp_path, tiny_llama, samsum_file):
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())  # rich wraps long lines
     assert "training prices may differ" in flat
+    assert "permissions:" in flat  # the permission check is part of the job's plan
     recorded = StateStore().resources(project=project)
     assert sorted(r.kind for r in recorded) == ["s3:artifact", JOB_KIND]
     model_data = latest_artifact(StateStore(), project)

@@ -130,8 +130,7 @@ def _serve_and_invoke(artifact: Path, dialogue: str) -> tuple[str, list[str], st
     """Serve the artifact on loopback and call it as an application would call SageMaker."""
     import tempfile
 
-    import boto3
-
+    from llmship.aws.session import make_session, runtime_client
     from llmship.serve.app import create_app
     from llmship.serve.background import running
     from llmship.serve.limits import limits_for
@@ -143,10 +142,10 @@ def _serve_and_invoke(artifact: Path, dialogue: str) -> tuple[str, list[str], st
         with running(create_app(model_dir, DEMO_ENDPOINT, limits_for("realtime"))) as url:
             # Explicit placeholder credentials: the local server checks none, and the demo
             # must never pick up (or sign with) the user's real AWS keys.
-            client = boto3.client(
+            client = runtime_client(
+                make_session(region="us-east-1"),
                 "sagemaker-runtime",
                 endpoint_url=url,
-                region_name="us-east-1",
                 aws_access_key_id="local",
                 aws_secret_access_key="local",
             )

@@ -7,11 +7,9 @@ each reads on its own. Creating it is idempotent: an existing role of this proje
 brought to the intended trust and policies (a no-op when they already match); a role of
 the same name that llmship did not create for this project is refused, never rewritten.
 
-`deployer_policy` is the identity policy for whoever runs `llmship deploy`: PassRole on
-that one role for SageMaker only, SageMaker actions on the project's names only
-(`<project>-*`, as deployments are named), and what plan, TTL, autoscaling, status and
-destroy call. Attach it as a customer managed policy (it is larger than an inline user
-policy may be).
+The identity policies for the people who run llmship's commands are one managed
+policy per capability (deploy, train, bedrock, expose): `capability_policy`, written
+in llmship.aws.capabilities and re-exported here; `deployer_policy` is the deploy one.
 
 Every policy llmship writes is also reachable through POLICY_BUILDERS (one entry per
 module that writes a role or prints a policy), so one lint test covers them all.
@@ -19,6 +17,9 @@ module that writes a role or prints a policy), so one lint test covers them all.
 A role IAM has just created is not assumable everywhere at once: for a few seconds,
 sometimes a minute, SageMaker (or Bedrock, Scheduler) answers "could not assume role".
 `call_with_new_role` retries such a call with bounded backoff, then says what to do.
+
+What a command's settings need beyond these standing policies (a VPC, data in another
+bucket, SNS topics, KMS keys) is granted per command and deployment by role_grants.py.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
-from llmship.aws.session import client, translate
+from llmship.aws import capabilities
+from llmship.aws.capabilities import CAPABILITIES, capability_policy
+from llmship.aws.errors import aws_call, error_code, error_message, ignore_not_found
+from llmship.aws.session import client
 from llmship.errors import AwsError, DeployError
 from llmship.state import StateStore
 
@@ -146,8 +150,6 @@ def bootstrap(
     store: StateStore | None = None,
 ) -> Bootstrap:
     """Create the project's SageMaker execution role, or bring it up to date (idempotent)."""
-    from botocore.exceptions import ClientError
-
     name = role_name or default_role_name(project)
     store = store or StateStore()
     iam = client(session, "iam")
@@ -155,12 +157,9 @@ def bootstrap(
     policies = execution_policies(partition=partition, account=account, bucket=bucket)
     tags = {"llmship:project": project, "llmship:deployment": BOOTSTRAP, "llmship:run": BOOTSTRAP}
     recorded = next((r for r in store.resources() if (r.kind, r.name) == (ROLE_KIND, name)), None)
-    try:
+    role = None
+    with ignore_not_found("iam", "GetRole", name):
         role = iam.get_role(RoleName=name)["Role"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
-            raise translate(exc, "iam", "GetRole", name) from None
-        role = None
     created = role is None
     if not created:
         check_owner(iam, name, project)
@@ -202,232 +201,24 @@ def bootstrap(
 def deployer_policy(
     *, account: str, region: str, project: str, role_arn: str, bucket: str
 ) -> dict[str, Any]:
-    """The identity policy a user needs to plan, deploy, operate and destroy this project."""
+    """The identity policy a user needs to plan, deploy, operate and destroy this
+    project's endpoints: the `deploy` capability (see llmship.aws.capabilities)."""
     partition = role_arn.split(":")[1] if role_arn.startswith("arn:") else "aws"
-    # SageMaker writes resource names in its ARNs in lower case.
-    names = f"{project.lower()}-*"
-    sagemaker = f"arn:{partition}:sagemaker:{region}:{account}"
-    s3 = f"arn:{partition}:s3:::{bucket}"
-    logs = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{names}"
-    ttl_roles = f"arn:{partition}:iam::{account}:role/llmship-ttl-{project}-*"
-    scheduler = f"arn:{partition}:scheduler:{region}:{account}"
-    alarms = f"arn:{partition}:cloudwatch:{region}:{account}:alarm:"
-    scaling_role = (
-        f"arn:{partition}:iam::{account}:role/aws-service-role/sagemaker.application-autoscaling."
-        "amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+    return capability_policy(
+        "deploy",
+        partition=partition,
+        account=account,
+        region=region,
+        project=project,
+        bucket=bucket,
+        role_arn=role_arn,
     )
-
-    def allow(sid: str, actions: list[str], resources: str | list[str], **condition) -> dict:
-        statement = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
-        if condition:
-            statement["Condition"] = condition
-        return statement
-
-    return {
-        "Version": VERSION,
-        "Statement": [
-            allow(
-                "PassExecutionRole",
-                ["iam:PassRole"],
-                role_arn,
-                StringEquals={"iam:PassedToService": "sagemaker.amazonaws.com"},
-            ),
-            allow(
-                "ReadExecutionRole",  # status --discover finds it by name and tags
-                ["iam:GetRole", "iam:ListRoleTags"],
-                role_arn,
-            ),
-            allow(
-                "ProjectSageMakerResources",
-                # Named, not Create*/Delete*: a wildcard grants every future action too.
-                [
-                    "sagemaker:CreateModel",
-                    "sagemaker:CreateEndpointConfig",
-                    "sagemaker:CreateEndpoint",
-                    "sagemaker:DescribeModel",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DeleteModel",
-                    "sagemaker:DeleteEndpointConfig",
-                    "sagemaker:DeleteEndpoint",
-                    "sagemaker:UpdateEndpoint",
-                    "sagemaker:UpdateEndpointWeightsAndCapacities",
-                    "sagemaker:InvokeEndpoint*",
-                    "sagemaker:AddTags",
-                    "sagemaker:ListTags",
-                ],
-                [
-                    f"{sagemaker}:{kind}/{names}"
-                    for kind in ("endpoint", "endpoint-config", "model")
-                ],
-            ),
-            allow(
-                "Listings",  # status --discover; these calls have no resource scope
-                [
-                    "sagemaker:ListEndpoints",
-                    "sagemaker:ListEndpointConfigs",
-                    "sagemaker:ListModels",
-                    "tag:GetResources",
-                    "scheduler:ListSchedules",
-                ],
-                "*",
-            ),
-            allow(
-                "ModelPackages",  # any account's: Marketplace packages are sold from others
-                ["sagemaker:DescribeModelPackage"],
-                f"arn:{partition}:sagemaker:{region}:*:model-package/*",
-            ),
-            allow(
-                "ProjectBucket",
-                [
-                    "s3:ListBucket",
-                    "s3:GetBucketLocation",
-                    "s3:CreateBucket",
-                    "s3:PutBucketPublicAccessBlock",
-                    "s3:PutEncryptionConfiguration",
-                    "s3:PutBucketTagging",
-                ],
-                s3,
-            ),
-            allow(
-                "ProjectObjects",
-                [
-                    "s3:GetObject",
-                    "s3:PutObject",
-                    "s3:DeleteObject",
-                    "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
-                ],
-                f"{s3}/*",
-            ),
-            allow(
-                "Autoscaling",
-                [
-                    "application-autoscaling:RegisterScalableTarget",
-                    "application-autoscaling:DeregisterScalableTarget",
-                    "application-autoscaling:PutScalingPolicy",
-                    "application-autoscaling:DeleteScalingPolicy",
-                ],
-                f"arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/*",
-            ),
-            allow(
-                "AutoscalingReads",
-                [
-                    "application-autoscaling:DescribeScalableTargets",
-                    "application-autoscaling:DescribeScalingPolicies",
-                ],
-                "*",
-            ),
-            allow(
-                "AutoscalingServiceRole",
-                ["iam:CreateServiceLinkedRole"],
-                scaling_role,
-                StringLike={
-                    "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
-                },
-            ),
-            allow(
-                "ProjectAlarms",
-                [
-                    "cloudwatch:PutMetricAlarm",
-                    "cloudwatch:DeleteAlarms",
-                    "cloudwatch:DescribeAlarms",
-                ],
-                [f"{alarms}llmship-{project}-*", f"{alarms}TargetTracking-endpoint/{names}"],
-            ),
-            allow(
-                "MetricsRead",
-                ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData"],
-                "*",
-            ),
-            allow(
-                "TtlSchedules",
-                [
-                    "scheduler:CreateSchedule",
-                    "scheduler:UpdateSchedule",
-                    "scheduler:GetSchedule",
-                    "scheduler:DeleteSchedule",
-                    "scheduler:CreateScheduleGroup",
-                    "scheduler:GetScheduleGroup",
-                    "scheduler:TagResource",
-                ],
-                [
-                    f"{scheduler}:schedule/llmship/delete-{project}-*",
-                    f"{scheduler}:schedule-group/llmship",
-                ],
-            ),
-            allow(
-                "TtlRoles",
-                [
-                    "iam:GetRole",
-                    "iam:ListRoleTags",
-                    "iam:CreateRole",
-                    "iam:TagRole",
-                    "iam:PutRolePolicy",
-                    "iam:DeleteRolePolicy",
-                    "iam:DeleteRole",
-                ],
-                ttl_roles,
-            ),
-            allow(
-                "PassTtlRoles",
-                ["iam:PassRole"],
-                ttl_roles,
-                StringEquals={"iam:PassedToService": "scheduler.amazonaws.com"},
-            ),
-            allow(
-                "Quotas",
-                [
-                    "servicequotas:ListServiceQuotas",
-                    "servicequotas:ListAWSDefaultServiceQuotas",
-                    "servicequotas:GetServiceQuota",
-                ],
-                "*",
-            ),
-            allow(
-                "EndpointLogs",
-                [
-                    "logs:DescribeLogStreams",
-                    "logs:GetLogEvents",
-                    "logs:FilterLogEvents",
-                    "logs:DeleteLogGroup",
-                ],
-                [logs, f"{logs}:*"],
-            ),
-            allow(
-                "VpcChecks",
-                [
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeRouteTables",
-                    "ec2:DescribeVpcEndpoints",
-                ],
-                "*",
-            ),
-            allow(
-                "ProjectS3GatewayEndpoint",
-                ["ec2:CreateVpcEndpoint", "ec2:CreateTags"],
-                f"arn:{partition}:ec2:{region}:{account}:*",
-                StringEquals={"aws:RequestTag/llmship:project": project},
-            ),
-            allow(
-                "DeleteProjectS3GatewayEndpoint",
-                ["ec2:DeleteVpcEndpoints"],
-                f"arn:{partition}:ec2:{region}:{account}:vpc-endpoint/*",
-                StringEquals={"aws:ResourceTag/llmship:project": project},
-            ),
-        ],
-    }
 
 
 def _identity(session) -> tuple[str, str]:
     """(account id, partition) of the caller."""
-    from botocore.exceptions import ClientError
-
-    try:
+    with aws_call("sts", "GetCallerIdentity"):
         arn = client(session, "sts").get_caller_identity()["Arn"]
-    except ClientError as exc:
-        raise translate(exc, "sts", "GetCallerIdentity") from None
     parts = arn.split(":")
     return parts[4], parts[1]
 
@@ -440,12 +231,8 @@ def check_owner(
     "it is meant for SageMaker",
 ) -> None:
     """Refuse to rewrite a role that llmship did not create for this project."""
-    from botocore.exceptions import ClientError
-
-    try:
+    with aws_call("iam", "ListRoleTags", name):
         tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
-    except ClientError as exc:
-        raise translate(exc, "iam", "ListRoleTags", name) from None
     if tags.get("llmship:project") != project:
         owner = tags.get("llmship:project")
         whose = f"llmship project {owner!r}" if owner else "something other than llmship"
@@ -456,15 +243,9 @@ def check_owner(
 
 
 def _inline_policy(iam, role: str, policy: str) -> dict | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        found = iam.get_role_policy(RoleName=role, PolicyName=policy)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
-            return None
-        raise translate(exc, "iam", "GetRolePolicy", f"{role}/{policy}") from None
-    return _document(found["PolicyDocument"])
+    with ignore_not_found("iam", "GetRolePolicy", f"{role}/{policy}"):
+        return _document(iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"])
+    return None
 
 
 def _document(document: Any) -> Any:
@@ -475,26 +256,38 @@ def _document(document: Any) -> Any:
 
 
 def _call(method, operation: str, resource: str, **kwargs) -> dict:
-    from botocore.exceptions import ClientError
-
-    try:
+    with aws_call("iam", operation, resource):
         return method(**kwargs)
-    except ClientError as exc:
-        raise translate(exc, "iam", operation, resource) from None
 
 
 # A new role not yet assumable ------------------------------------------------------------
 
 
+ROLE_NOT_ASSUMABLE_CODES = frozenset(
+    {
+        "ValidationException",
+        "AccessDeniedException",
+        "InvalidParameterValue",
+        "InvalidParameterValueException",
+        "InvalidRole",
+    }
+)
+
+
 def is_role_not_assumable(exc: Exception) -> bool:
-    """True for the answer AWS services give while a new role is not yet usable by them
-    (SageMaker: "ValidationException: Could not assume role ...", Bedrock and Scheduler
-    say much the same)."""
-    error = getattr(exc, "response", {}).get("Error", {})
-    code, message = error.get("Code", ""), error.get("Message", "").lower()
+    """True for the answer AWS services give while a new role is not yet usable by them,
+    each naming the role and assuming it:
+        SageMaker  "Could not assume role arn:... Please ensure that the role exists and
+                   allows principal 'sagemaker.amazonaws.com' to assume the role."
+        Bedrock    "Could not assume provided IAM role." (CreateModelCustomizationJob,
+                   CreateModelImportJob; aws-samples/amazon-bedrock-workshop#367)
+        Scheduler  "The execution role you provide must allow AWS EventBridge Scheduler
+                   to assume the role." (aws/aws-sdk-js-v3#6494)
+        Lambda     InvalidParameterValueException "The role defined for the function
+                   cannot be assumed by Lambda." (CreateFunction)"""
+    code, message = error_code(exc), error_message(exc).lower()
     return (
-        code
-        in ("ValidationException", "AccessDeniedException", "InvalidParameterValue", "InvalidRole")
+        code in ROLE_NOT_ASSUMABLE_CODES
         and "role" in message
         and ("assum" in message or "trust" in message)
     )
@@ -527,7 +320,7 @@ def call_with_new_role(
             if not is_role_not_assumable(exc):
                 raise
             if attempt == tries:
-                message = exc.response.get("Error", {}).get("Message", "")
+                message = error_message(exc)
                 where = f" on {resource}" if resource else ""
                 raise AwsError(
                     f"{service} {operation}{where}: {service}.amazonaws.com could not assume "
@@ -596,11 +389,19 @@ def _execution_role_policies(ctx: PolicyContext) -> list[WrittenPolicy]:
 
 @register_policies("deployer")
 def _deployer_policies(ctx: PolicyContext) -> list[WrittenPolicy]:
-    document = deployer_policy(
-        account=ctx.account,
-        region=ctx.region,
-        project=ctx.project,
-        role_arn=ctx.role_arn,
-        bucket=ctx.bucket,
-    )
-    return [WrittenPolicy("deployer", document)]
+    """One managed policy per capability (`aws bootstrap --print-policy`)."""
+    return [
+        WrittenPolicy(
+            capabilities.policy_name(capability),
+            capability_policy(
+                capability,
+                partition=ctx.partition,
+                account=ctx.account,
+                region=ctx.region,
+                project=ctx.project,
+                bucket=ctx.bucket,
+                role_arn=ctx.role_arn,
+            ),
+        )
+        for capability in CAPABILITIES
+    ]

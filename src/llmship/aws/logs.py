@@ -6,21 +6,17 @@ A failed endpoint's FailureReason rarely says enough; the container's own last l
 
 from __future__ import annotations
 
-from llmship.aws.session import translate
-
-NOT_FOUND = "ResourceNotFoundException"
+from llmship.aws.errors import ignore_not_found
 
 
 def last_lines(logs, group: str, limit: int = 30, streams: int = 3) -> list[str]:
     """The last `limit` lines of the `streams` most recently written streams in `group`,
     oldest first; empty when the group does not exist (yet)."""
-    from botocore.exceptions import ClientError
-
-    try:
+    found, events = [], []
+    with ignore_not_found("logs", "GetLogEvents", group):
         found = logs.describe_log_streams(
             logGroupName=group, orderBy="LastEventTime", descending=True, limit=streams
         )["logStreams"]
-        events = []
         for stream in found:
             events += [
                 (event["timestamp"], stream["logStreamName"], event["message"].rstrip("\n"))
@@ -31,10 +27,6 @@ def last_lines(logs, group: str, limit: int = 30, streams: int = 3) -> list[str]
                     startFromHead=False,
                 )["events"]
             ]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == NOT_FOUND:
-            return []
-        raise translate(exc, "logs", "GetLogEvents", group) from None
     events.sort()
     prefix = len(found) > 1
     return [f"[{name}] {text}" if prefix else text for _, name, text in events[-limit:]]
@@ -42,12 +34,6 @@ def last_lines(logs, group: str, limit: int = 30, streams: int = 3) -> list[str]
 
 def delete_log_group(logs, group: str) -> bool:
     """Delete `group`; False when it did not exist."""
-    from botocore.exceptions import ClientError
-
-    try:
+    with ignore_not_found("logs", "DeleteLogGroup", group) as outcome:
         logs.delete_log_group(logGroupName=group)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == NOT_FOUND:
-            return False
-        raise translate(exc, "logs", "DeleteLogGroup", group) from None
-    return True
+    return not outcome.missing

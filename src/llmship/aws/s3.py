@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmship.aws.session import translate
+from llmship.aws.errors import aws_call, ignore_not_found, is_not_found
 from llmship.errors import AwsError
 from llmship.progress import RecordingReporter, Reporter
 
@@ -42,15 +42,10 @@ class Upload:
 
 def ensure_bucket(s3, bucket: str, region: str, tags: dict[str, str]) -> bool:
     """Create the bucket (private, encrypted, tagged) unless it exists; True if created."""
-    from botocore.exceptions import ClientError
-
-    try:
+    with ignore_not_found("s3", "HeadBucket", bucket):
         s3.head_bucket(Bucket=bucket)
         return False
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-            raise translate(exc, "s3", "HeadBucket", bucket) from None
-    try:
+    with aws_call("s3", "CreateBucket", bucket):
         options: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":  # us-east-1 refuses an explicit location constraint
             options["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -74,8 +69,6 @@ def ensure_bucket(s3, bucket: str, region: str, tags: dict[str, str]) -> bool:
             Bucket=bucket,
             Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
         )
-    except ClientError as exc:
-        raise translate(exc, "s3", "CreateBucket", bucket) from None
     return True
 
 
@@ -98,18 +91,13 @@ def upload_file(
     workers: int = 8,
 ) -> Upload:
     """Upload `path` to s3://bucket/key unless the same content is already there."""
-    from botocore.exceptions import ClientError
-
     path, reporter = Path(path), reporter or RecordingReporter()
     size, sha = path.stat().st_size, file_sha256(path)
-    try:
+    with ignore_not_found("s3", "HeadObject", f"s3://{bucket}/{key}"):
         head = s3.head_object(Bucket=bucket, Key=key)
         if head.get("Metadata", {}).get(SHA_KEY) == sha and head["ContentLength"] == size:
             return Upload(key, size, sha, skipped=True)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise translate(exc, "s3", "HeadObject", f"s3://{bucket}/{key}") from None
-    try:
+    with aws_call("s3", "PutObject", f"s3://{bucket}/{key}"):
         if size <= part_size:
             data = path.read_bytes()
             s3.put_object(
@@ -126,8 +114,6 @@ def upload_file(
         return _multipart(
             s3, path, bucket, key, sha, size, resume_dir, reporter, part_size, workers
         )
-    except ClientError as exc:
-        raise translate(exc, "s3", "PutObject", f"s3://{bucket}/{key}") from None
 
 
 def _multipart(s3, path, bucket, key, sha, size, resume_dir, reporter, part_size, workers):
@@ -156,8 +142,10 @@ def _multipart(s3, path, bucket, key, sha, size, resume_dir, reporter, part_size
                     for page in pages
                     for p in page.get("Parts", [])
                 }
-            except ClientError:  # the upload expired or was aborted: start again
-                upload_id, done = None, {}
+            except ClientError as exc:
+                if not is_not_found(exc, "s3"):
+                    raise
+                upload_id, done = None, {}  # the upload expired or was aborted: start again
     if upload_id is None:
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata={SHA_KEY: sha})[
             "UploadId"
@@ -228,7 +216,7 @@ def _abort(s3, bucket: str, key: str, upload_id: str) -> None:
     try:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+        if not is_not_found(exc, "s3"):
             raise
 
 

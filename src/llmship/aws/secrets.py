@@ -14,8 +14,8 @@ import json
 import os
 from collections.abc import MutableMapping
 
+from llmship.aws.errors import aws_call, error_code, ignore_not_found, translate
 from llmship.aws.iam import PolicyContext, WrittenPolicy, register_policies
-from llmship.aws.session import translate
 from llmship.state import StateStore
 
 SECRET_KIND = "secretsmanager:secret"
@@ -44,7 +44,7 @@ def store_secret(
     from botocore.exceptions import ClientError
 
     store.record_creating(SECRET_KIND, name, deployment, project, region)
-    try:
+    with aws_call("secretsmanager", "CreateSecret", name):
         try:
             arn = secrets.create_secret(
                 Name=name,
@@ -53,11 +53,9 @@ def store_secret(
                 Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
             )["ARN"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
+            if error_code(exc) != "ResourceExistsException":
                 raise
             arn = secrets.put_secret_value(SecretId=name, SecretString=value)["ARN"]
-    except ClientError as exc:
-        raise translate(exc, "secretsmanager", "CreateSecret", name) from None
     store.set_status(SECRET_KIND, name, "UP", region, {"arn": arn})
     return arn
 
@@ -92,53 +90,39 @@ def grant_read(
     project: str,
 ) -> str:
     """Let the execution role read `secret_arn` (an inline policy); the policy's name."""
-    from botocore.exceptions import ClientError
-
     role = role_arn.rsplit("/", 1)[-1]
     name = policy_name(deployment)
     record = f"{role}/{name}"
     store.record_creating(ROLE_POLICY_KIND, record, deployment, project)
-    try:
+    with aws_call("iam", "PutRolePolicy", record):
         iam.put_role_policy(
             RoleName=role, PolicyName=name, PolicyDocument=json.dumps(read_policy(secret_arn))
         )
-    except ClientError as exc:
-        raise translate(exc, "iam", "PutRolePolicy", record) from None
     store.set_status(ROLE_POLICY_KIND, record, "UP", "", {"role": role, "policy": name})
     return name
 
 
 def delete_secret(secrets, name: str) -> bool:
     """Delete `name` at once (no recovery window); False when it did not exist."""
-    from botocore.exceptions import ClientError
-
-    try:
+    with ignore_not_found("secretsmanager", "DeleteSecret", name) as outcome:
         secrets.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return False
-        raise translate(exc, "secretsmanager", "DeleteSecret", name) from None
-    return True
+    return not outcome.missing
 
 
 def revoke_read(iam, record: str) -> bool:
     """Remove the inline policy recorded as `<role>/<policy>`; False when it was gone."""
-    from botocore.exceptions import ClientError
-
     role, _, name = record.partition("/")
-    try:
+    with ignore_not_found("iam", "DeleteRolePolicy", record) as outcome:
         iam.delete_role_policy(RoleName=role, PolicyName=name)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
-            return False
-        raise translate(exc, "iam", "DeleteRolePolicy", record) from None
-    return True
+    return not outcome.missing
 
 
 def load_secrets_into(environ: MutableMapping[str, str] | None = None, client=None) -> list[str]:
     """Inside the job: for each LLMSHIP_SECRET_<NAME>=<arn>, set <NAME> to the secret's
     value in this process's environment (unless already set); the names set, never the
     values."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     environ = os.environ if environ is None else environ
     wanted = {k.removeprefix(ENV_PREFIX): v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
     loaded = []
@@ -148,7 +132,7 @@ def load_secrets_into(environ: MutableMapping[str, str] | None = None, client=No
         secrets = client or _client_for(arn)
         try:
             value = secrets.get_secret_value(SecretId=arn)["SecretString"]
-        except Exception as exc:  # ClientError or no credentials: both say what to do
+        except (ClientError, BotoCoreError) as exc:  # refused, or no credentials: say what to do
             raise translate(exc, "secretsmanager", "GetSecretValue", arn) from None
         environ[name] = value
         loaded.append(name)
@@ -157,12 +141,10 @@ def load_secrets_into(environ: MutableMapping[str, str] | None = None, client=No
 
 def _client_for(arn: str):
     """A Secrets Manager client in the secret's own region (read from its ARN)."""
-    import boto3
-
-    from llmship.aws.session import client
+    from llmship.aws.session import client, make_session
 
     region = arn.split(":")[3] if arn.startswith("arn:") else None
-    return client(boto3.Session(region_name=region or None), "secretsmanager")
+    return client(make_session(region=region or None), "secretsmanager")
 
 
 @register_policies("training-secret")

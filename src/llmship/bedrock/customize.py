@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from llmship.aws.session import client, make_session, translate
+from llmship.aws.errors import aws_call
+from llmship.aws.iam import call_with_new_role
+from llmship.aws.role_grants import put_grant
+from llmship.aws.session import client, make_session
 from llmship.bedrock.facts import BaseModel, base_model, source
-from llmship.bedrock.role import Prefixes, ensure_role
-from llmship.errors import DeployError, TrainError
+from llmship.bedrock.role import Prefixes, ensure_role, job_grant
+from llmship.errors import AwsError, DeployError, TrainError
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir
 from llmship.state import StateStore, state_path
@@ -129,8 +132,6 @@ def train_on_bedrock(
     confirm: Callable[[str], bool] = ask_to_stop,
 ) -> RunDir:
     """Fine-tune on Bedrock; returns the run directory holding metrics and loss curve."""
-    from botocore.exceptions import ClientError
-
     from llmship.aws.s3 import upload_file
     from llmship.bedrock.export import build_records, write_records
     from llmship.data.prepare import load_splits, write_channel
@@ -198,12 +199,42 @@ def train_on_bedrock(
     details = {"run_id": run.run_id, "base_model": model.model_id, "role": role_arn}
     store.record_creating(JOB_KIND, name, name, cfg.project.name, region, details)
     store.record_creating(MODEL_KIND, name, name, cfg.project.name, region, details)
+    grant = job_grant(
+        session,
+        role_arn,
+        command="bedrock-train",
+        deployment=name,
+        vpc=cfg.bedrock.vpc,
+        job="model-customization-job",
+    )
+    if grant is not None:
+        put_grant(
+            client(session, "iam"), grant, store=store, deployment=name, project=cfg.project.name
+        )
+    from botocore.exceptions import ClientError
+
+    refused = False
     try:
-        arn = bedrock.create_model_customization_job(**request)["jobArn"]
-    except ClientError as exc:  # refused: nothing was created, so nothing stays recorded
-        store.remove(JOB_KIND, name, region)
-        store.remove(MODEL_KIND, name, region)
-        raise translate(exc, "bedrock", "CreateModelCustomizationJob", name) from None
+        with aws_call("bedrock", "CreateModelCustomizationJob", name):
+            try:
+                arn = call_with_new_role(
+                    lambda: bedrock.create_model_customization_job(**request),
+                    role_arn=role_arn,
+                    service="bedrock",
+                    operation="CreateModelCustomizationJob",
+                    resource=name,
+                    sleep=sleep,
+                )["jobArn"]
+            except (ClientError, AwsError):  # AWS answered no (or never took the role)
+                refused = True
+                raise
+    except AwsError:
+        # Only a refusal forgets the records: a call with no answer (a read timeout) may have
+        # created the job, which `destroy` then finds by name.
+        if refused:
+            store.remove(JOB_KIND, name, region)
+            store.remove(MODEL_KIND, name, region)
+        raise
     store.set_status(JOB_KIND, name, "UP", region, {"arn": arn, "output": output_uri})
     (run.root / "bedrock.json").write_text(
         json.dumps({"job_name": name, "job_arn": arn, "request": request}, indent=2) + "\n",
@@ -234,16 +265,12 @@ def wait_for_job(
 ) -> dict:
     """Poll until the job completes; Failed prints Bedrock's failureMessage; Ctrl-C asks
     whether to stop the job (StopModelCustomizationJob) or leave it running."""
-    from botocore.exceptions import ClientError
-
     reporter = reporter or RecordingReporter()
     last = None
     try:
         while True:
-            try:
+            with aws_call("bedrock", "GetModelCustomizationJob", name):
                 job = bedrock.get_model_customization_job(jobIdentifier=name)
-            except ClientError as exc:
-                raise translate(exc, "bedrock", "GetModelCustomizationJob", name) from None
             status = job.get("status", "InProgress")
             if status != last:
                 reporter.message(f"{name}: {status}")
@@ -261,10 +288,8 @@ def wait_for_job(
             sleep(poll_seconds)
     except KeyboardInterrupt:
         if confirm(f"Stop customization job {name}?"):
-            try:
+            with aws_call("bedrock", "StopModelCustomizationJob", name):
                 bedrock.stop_model_customization_job(jobIdentifier=name)
-            except ClientError as exc:
-                raise translate(exc, "bedrock", "StopModelCustomizationJob", name) from None
             raise TrainError(
                 f"customization job {name} is stopping; `llmship destroy {name}` removes it"
             ) from None

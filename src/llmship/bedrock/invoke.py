@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from llmship.aws.session import translate
+from llmship.aws.errors import aws_call
 from llmship.errors import AwsError, EvalError
 
 Generator = Callable[[list[dict[str, Any]]], list[str]]
@@ -60,8 +60,6 @@ def converse(
     session, model_id: str, messages: list[dict], *, system: str | None, inference: dict
 ) -> dict:
     """One Converse call; the whole response (answer_text reads its text)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     request: dict[str, Any] = {
         "modelId": model_id,
         "messages": messages,
@@ -69,10 +67,8 @@ def converse(
     }
     if system:
         request["system"] = [{"text": system}]
-    try:
+    with aws_call("bedrock-runtime", "Converse", model_id):
         return runtime_of(session).converse(**request)
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, "bedrock-runtime", "Converse", model_id) from None
 
 
 def answer_text(response: dict) -> str:
@@ -85,8 +81,6 @@ def converse_stream(
     session, model_id: str, messages: list[dict], *, system: str | None, inference: dict
 ) -> Iterator[str]:
     """ConverseStream: each text delta as it arrives; an error event is an AwsError."""
-    from botocore.exceptions import BotoCoreError, ClientError, EventStreamError
-
     request: dict[str, Any] = {
         "modelId": model_id,
         "messages": messages,
@@ -94,7 +88,7 @@ def converse_stream(
     }
     if system:
         request["system"] = [{"text": system}]
-    try:
+    with aws_call("bedrock-runtime", "ConverseStream", model_id):  # EventStreamError too
         stream = runtime_of(session).converse_stream(**request)["stream"]
         for event in stream:
             for name in STREAM_ERRORS:
@@ -106,8 +100,6 @@ def converse_stream(
             delta = event.get("contentBlockDelta", {}).get("delta", {})
             if delta.get("text"):
                 yield delta["text"]
-    except (ClientError, BotoCoreError, EventStreamError) as exc:
-        raise translate(exc, "bedrock-runtime", "ConverseStream", model_id) from None
 
 
 def llama_body(prompt: str, params) -> dict[str, Any]:
@@ -134,9 +126,7 @@ def imported_text(payload: dict) -> str | None:
 
 def invoke_imported(session, model_arn: str, prompt: str, params) -> str:
     """InvokeModel on an imported model with the Llama body; its generated text."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
+    with aws_call("bedrock-runtime", "InvokeModel", model_arn):
         response = runtime_of(session).invoke_model(
             modelId=model_arn,
             body=json.dumps(llama_body(prompt, params)).encode(),
@@ -144,8 +134,6 @@ def invoke_imported(session, model_arn: str, prompt: str, params) -> str:
             accept="application/json",
         )
         payload = json.loads(response["body"].read())
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, "bedrock-runtime", "InvokeModel", model_arn) from None
     text = imported_text(payload)
     if text is None:
         raise AwsError(f"bedrock-runtime InvokeModel on {model_arn}: no text in {payload!r:.200}")

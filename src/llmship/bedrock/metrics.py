@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmship.aws.session import translate
+from llmship.aws.errors import aws_call
 from llmship.errors import TrainError
 
 TRAINING_CSV = "step_wise_training_metrics.csv"
@@ -48,26 +48,20 @@ def records_from_csv(text: str, *, loss_column: str, loss_key: str, where: str) 
 
 def find_metric_files(s3, bucket: str, prefix: str) -> dict[str, str]:
     """Keys of the two CSVs under prefix (the job writes its own subfolder beneath it)."""
-    from botocore.exceptions import ClientError
-
     found: dict[str, str] = {}
-    try:
+    with aws_call("s3", "ListObjectsV2", f"s3://{bucket}/{prefix}"):
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for page in pages:
             for item in page.get("Contents", []):
                 name = item["Key"].rsplit("/", 1)[-1]
                 if name in (TRAINING_CSV, VALIDATION_CSV):
                     found[name] = item["Key"]
-    except ClientError as exc:
-        raise translate(exc, "s3", "ListObjectsV2", f"s3://{bucket}/{prefix}") from None
     return found
 
 
 def write_run_metrics(s3, bucket: str, prefix: str, metrics_path: Path) -> int:
     """Download the CSVs under s3://bucket/prefix into metrics_path (JSONL), sorted by step
     with validation after training at the same step; returns the records written."""
-    from botocore.exceptions import ClientError
-
     keys = find_metric_files(s3, bucket, prefix)
     records: list[dict] = []
     for name, column, key in (
@@ -76,10 +70,8 @@ def write_run_metrics(s3, bucket: str, prefix: str, metrics_path: Path) -> int:
     ):
         if name not in keys:
             continue
-        try:
+        with aws_call("s3", "GetObject", f"s3://{bucket}/{keys[name]}"):
             text = s3.get_object(Bucket=bucket, Key=keys[name])["Body"].read().decode("utf-8")
-        except ClientError as exc:
-            raise translate(exc, "s3", "GetObject", f"s3://{bucket}/{keys[name]}") from None
         records += records_from_csv(text, loss_column=column, loss_key=key, where=name)
     records.sort(key=lambda r: (r["step"], "eval_loss" in r))
     metrics_path.parent.mkdir(parents=True, exist_ok=True)

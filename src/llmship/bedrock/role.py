@@ -7,14 +7,21 @@ confused-deputy guard AWS documents). It may read the project's Bedrock input pr
 nothing else. One role per project, named llmship-<project>-bedrock: created tagged
 and recorded on first use, reused (and brought to these documents) after; a role of
 that name llmship did not make for this project is refused, never rewritten.
+
+A job run in a VPC, or importing a model kept outside the input prefix, needs more:
+`job_grant` builds that job's own inline policy (Bedrock's VPC statements, read on
+exactly that data; see llmship.aws.role_grants), put before the job and removed by
+`destroy` of its deployment.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmship.aws.errors import ignore_not_found
 from llmship.aws.iam import (
     VERSION,
     PolicyContext,
@@ -26,7 +33,16 @@ from llmship.aws.iam import (
     check_owner,
     register_policies,
 )
-from llmship.aws.session import client, translate
+from llmship.aws.role_grants import (
+    BedrockJob,
+    RoleGrant,
+    S3Access,
+    arn_parts,
+    bedrock_vpc_statements,
+    plan_grant,
+    policy_name,
+)
+from llmship.aws.session import client
 from llmship.state import StateStore
 
 ROLE_KIND = "iam:role"
@@ -115,19 +131,14 @@ def ensure_role(
     session, *, prefixes: Prefixes, deployment: str, run_id: str, store: StateStore
 ) -> str:
     """The role's ARN: created (tagged, recorded) or reused and brought up to date."""
-    from botocore.exceptions import ClientError
-
     name = role_name(prefixes.project)
     iam = client(session, "iam")
     account, partition = _identity(session)
     trust = trust_policy(partition=partition, account=account, region=session.region_name)
     access = access_policy(partition=partition, prefixes=prefixes)
-    try:
+    role = None
+    with ignore_not_found("iam", "GetRole", name):
         role = iam.get_role(RoleName=name)["Role"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
-            raise translate(exc, "iam", "GetRole", name) from None
-        role = None
     recorded = any((r.kind, r.name) == (ROLE_KIND, name) for r in store.resources())
     if role is not None:
         check_owner(
@@ -174,15 +185,49 @@ def ensure_role(
 
 def delete_role(iam, name: str) -> None:
     """Its inline policies, then the role; a role already gone counts as deleted."""
-    from botocore.exceptions import ClientError
-
-    try:
+    with ignore_not_found("iam", "DeleteRole", name):
         for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
             iam.delete_role_policy(RoleName=name, PolicyName=policy)
         iam.delete_role(RoleName=name)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
-            raise translate(exc, "iam", "DeleteRole", name) from None
+
+
+def job_grant(
+    session,
+    role_arn: str,
+    *,
+    command: str,
+    deployment: str,
+    vpc,
+    job: BedrockJob,
+    accesses: Sequence[S3Access] = (),
+) -> RoleGrant | None:
+    """What one job needs from the role beyond its project prefixes: the VPC permissions
+    of Bedrock's VPC page for `job` when a VPC is set, and reading data kept elsewhere
+    (None: nothing). Read-only; the caller puts it with put_grant."""
+    statements = None
+    if vpc is not None and vpc.subnets:
+        partition, _, account = arn_parts(role_arn)
+        statements = bedrock_vpc_statements(
+            partition=partition,
+            region=session.region_name,
+            account=account,
+            job=job,
+            subnets=vpc.subnets,
+            security_groups=vpc.security_groups,
+        )
+    return plan_grant(
+        session,
+        role_arn=role_arn,
+        name=policy_name(command, deployment),
+        vpc_statements=statements,
+        vpc_summary=f"VPC network interfaces in {', '.join(vpc.subnets)}" if statements else "",
+        accesses=accesses,
+    )
+
+
+def outside_prefixes(uri: str, prefixes: Prefixes) -> bool:
+    """Whether the role's standing policy cannot read `uri` (not under the input prefix)."""
+    return not uri.startswith(prefixes.uri(prefixes.input))
 
 
 @register_policies("bedrock-service-role")

@@ -21,10 +21,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from llmship.aws.session import client, make_session, translate
+from llmship.aws.errors import aws_call, ignore_not_found
+from llmship.aws.iam import _identity, call_with_new_role
+from llmship.aws.role_grants import RoleGrant, S3Access, put_grant, revoke_grants
+from llmship.aws.secrets import ROLE_POLICY_KIND
+from llmship.aws.session import client, make_session
 from llmship.bedrock.customize import JOB_KIND, MODEL_KIND
 from llmship.bedrock.facts import base_model, import_facts, source
-from llmship.bedrock.role import ROLE_KIND, Prefixes, delete_role, ensure_role, role_name
+from llmship.bedrock.role import (
+    ROLE_KIND,
+    Prefixes,
+    delete_role,
+    ensure_role,
+    job_grant,
+    outside_prefixes,
+    role_name,
+)
 from llmship.config.schema import AwsConfig
 from llmship.deploy.cost import Cost, running_cost
 from llmship.deploy.plan import Action, Plan
@@ -42,7 +54,6 @@ HOSTING_KINDS = (PT_KIND, DEPLOYMENT_KIND, IMPORTED_KIND)
 IMPORT_KINDS = (IMPORT_JOB_KIND, IMPORTED_KIND)
 PRICING = "https://aws.amazon.com/bedrock/pricing/"
 COMMITMENTS = {"none": None, "1-month": "OneMonth", "6-months": "SixMonths"}
-NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "ValidationException")
 
 
 def owns(resources: list[Resource]) -> str | None:
@@ -106,6 +117,7 @@ class ImportSpec:
     local_dir: Path | None = None
     upload_files: list[str] = field(default_factory=list)
     vpc: Any = None
+    grant: RoleGrant | None = None
 
 
 def check_import_files(names: list[str], config: dict | None, where: str) -> list[str]:
@@ -166,12 +178,8 @@ class _BedrockBase:
         return self._clients[service]
 
     def _call(self, method: str, operation: str, resource: str, **arguments) -> dict:
-        from botocore.exceptions import ClientError
-
-        try:
+        with aws_call("bedrock", operation, resource):
             return getattr(self.client("bedrock"), method)(**arguments)
-        except ClientError as exc:
-            raise translate(exc, "bedrock", operation, resource) from None
 
     def _wait(self, what: str, get, ready: str, reporter: Reporter) -> dict:
         """Poll `get()` until its status is `ready`; Failed raises with Bedrock's message."""
@@ -232,9 +240,18 @@ class _BedrockBase:
         return "gone" if found is None else str(found.get("status", "Active"))
 
     def _get(self, resource: Resource) -> dict | None:
-        """The resource as Bedrock describes it now; None when it no longer exists."""
-        from botocore.exceptions import ClientError
+        """The resource as Bedrock describes it now; None when it no longer exists (only
+        ResourceNotFoundException says so: a ValidationException is a refusal)."""
+        call = self._get_call(resource)
+        if call is None:
+            return {}
+        with ignore_not_found("bedrock", call[0], resource.name):
+            return getattr(self.client("bedrock"), call[0])(**call[1])
+        return None
 
+    @staticmethod
+    def _get_call(resource: Resource) -> tuple[str, dict] | None:
+        """The Get call (method, arguments) that describes `resource`, if it has one."""
         arn = resource.details.get("arn") or resource.name
         calls = {
             JOB_KIND: ("get_model_customization_job", {"jobIdentifier": resource.name}),
@@ -247,15 +264,7 @@ class _BedrockBase:
             IMPORT_JOB_KIND: ("get_model_import_job", {"jobIdentifier": arn}),
             IMPORTED_KIND: ("get_imported_model", {"modelIdentifier": arn}),
         }
-        if resource.kind not in calls:
-            return {}
-        method, arguments = calls[resource.kind]
-        try:
-            return getattr(self.client("bedrock"), method)(**arguments)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
-                return None
-            raise translate(exc, "bedrock", method, resource.name) from None
+        return calls.get(resource.kind)
 
     def refresh(self, resources: list[Resource]) -> list[Resource]:
         """Forget recorded Bedrock resources that no longer exist; return those."""
@@ -334,6 +343,7 @@ class _BedrockBase:
             deleted.append(f"{resource.kind} {resource.name} (record)")
         if purge:
             deleted += self._purge(resources)
+        deleted += revoke_grants(self.client("iam"), self.store, deployment)
         for role in [r for r in resources if r.kind == ROLE_KIND]:
             users = [
                 r.deployment
@@ -348,22 +358,22 @@ class _BedrockBase:
         return deleted
 
     def _delete(self, resource: Resource, method: str, **arguments) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            getattr(self.client("bedrock"), method)(**arguments)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in NOT_FOUND:
-                raise translate(exc, "bedrock", method, resource.name) from None
+        """Delete (or stop) one resource; gone already counts as done, and any refusal
+        (still creating, in use, under commitment) is raised with the record kept. An
+        AccessDenied counts as gone only when the resource's Get says it is: a policy
+        scoped by aws:ResourceTag cannot read the tags of a resource that no longer exists."""
+        bedrock = self.client("bedrock")
+        call = self._get_call(resource)
+        confirm = (lambda: getattr(bedrock, call[0])(**call[1])) if call else None
+        with ignore_not_found("bedrock", method, resource.name, confirm=confirm):
+            getattr(bedrock, method)(**arguments)
 
     def _purge(self, resources: list[Resource]) -> list[str]:
-        from botocore.exceptions import ClientError
-
         deleted = []
         s3 = self.client("s3")
         for resource in [r for r in resources if r.kind == S3_KIND]:
             bucket, _, prefix = resource.name.removeprefix("s3://").partition("/")
-            try:
+            with ignore_not_found("s3", "DeleteObjects", resource.name):
                 pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
                 keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
                 for start in range(0, len(keys), 1000):
@@ -371,9 +381,6 @@ class _BedrockBase:
                         Bucket=bucket,
                         Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]},
                     )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
-                    raise translate(exc, "s3", "DeleteObjects", resource.name) from None
             self.store.remove(resource.kind, resource.name, resource.region)
             deleted.append(f"{S3_KIND} {resource.name}")
         return deleted
@@ -591,6 +598,11 @@ class BedrockImportTarget(_BedrockBase):
             actions.append(
                 Action("keep", ROLE_KIND, role_name(request.project), "created if missing")
             )
+        grant = self._grant(request, s3_uri, prefixes)
+        warnings = []
+        if grant is not None:
+            actions.append(Action("create", ROLE_POLICY_KIND, grant.record, grant.describe()))
+            warnings, problems = grant.warnings, problems + grant.problems
         job_name = f"{request.name}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
         price = facts.get("hourly_usd_per_custom_model_unit")
         note = f"imported model: {facts['billing']}; " + (
@@ -607,6 +619,7 @@ class BedrockImportTarget(_BedrockBase):
             kind="custom model import",
             actions=actions,
             cost=Cost(None, note),
+            warnings=warnings,
             problems=problems,
             spec=ImportSpec(
                 name=request.name,
@@ -619,23 +632,41 @@ class BedrockImportTarget(_BedrockBase):
                 local_dir=local_dir,
                 upload_files=upload,
                 vpc=cfg.bedrock.vpc,
+                grant=grant,
             ),
         )
 
-    def _remote_files(self, uri: str) -> tuple[list[str], dict | None]:
-        from botocore.exceptions import ClientError
+    def _grant(self, request: DeployRequest, s3_uri: str, prefixes: Prefixes):
+        """The role's extra policy for this import: Bedrock's VPC permissions, and reading
+        bedrock.import_model_data when it lies outside the project's input prefix."""
+        cfg = request.config.bedrock
+        outside = outside_prefixes(s3_uri, prefixes)
+        if not (outside or cfg.vpc.subnets):
+            return None
+        role_arn = cfg.role_arn
+        if not role_arn:
+            account, partition = _identity(self.session())
+            role_arn = f"arn:{partition}:iam::{account}:role/{role_name(request.project)}"
+        return job_grant(
+            self.session(),
+            role_arn,
+            command="bedrock-import",
+            deployment=request.name,
+            vpc=cfg.vpc,
+            job="model-import-job",
+            accesses=[S3Access(s3_uri, "read")] if outside else [],
+        )
 
+    def _remote_files(self, uri: str) -> tuple[list[str], dict | None]:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         s3 = self.client("s3")
-        try:
+        with aws_call("s3", "ListObjectsV2", uri):
             pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             names = [o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])]
             config = None
             if "config.json" in names:
                 body = s3.get_object(Bucket=bucket, Key=f"{prefix}config.json")["Body"].read()
                 config = json.loads(body)
-        except ClientError as exc:
-            raise translate(exc, "s3", "ListObjectsV2", uri) from None
         return names, config
 
     def apply(self, plan: Plan, *, reporter: Reporter | None = None) -> Deployed:
@@ -665,6 +696,11 @@ class BedrockImportTarget(_BedrockBase):
             run_id=spec.run_id,
             store=self.store,
         )
+        if spec.grant is not None:
+            put_grant(
+                self.client("iam"), spec.grant, store=self.store, deployment=spec.name,
+                project=project,
+            )  # fmt: skip
         details = {"role": role_arn, "source": spec.s3_uri}
         self.store.record_creating(
             IMPORT_JOB_KIND, spec.job_name, spec.name, project, region, details
@@ -683,9 +719,15 @@ class BedrockImportTarget(_BedrockBase):
                 "subnetIds": list(spec.vpc.subnets),
                 "securityGroupIds": list(spec.vpc.security_groups),
             }
-        job_arn = self._call(
-            "create_model_import_job", "CreateModelImportJob", spec.job_name, **request
-        )["jobArn"]
+        with aws_call("bedrock", "CreateModelImportJob", spec.job_name):
+            job_arn = call_with_new_role(
+                lambda: self.client("bedrock").create_model_import_job(**request),
+                role_arn=role_arn,
+                service="bedrock",
+                operation="CreateModelImportJob",
+                resource=spec.job_name,
+                sleep=self.sleep,
+            )["jobArn"]
         self.store.set_status(IMPORT_JOB_KIND, spec.job_name, "UP", region, {"arn": job_arn})
         job = self._wait(
             f"model import job {spec.job_name}",

@@ -226,10 +226,10 @@ def benchmark(
 
 def save(results: list[BenchResult], path, settings: dict[str, Any]) -> None:
     """Flat JSON: the settings, the seed, the date, and one record per result."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     payload = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         **settings,
         "results": [asdict(r) for r in results],
     }

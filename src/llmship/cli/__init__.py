@@ -20,7 +20,7 @@ from llmship.cli import (
     run_cmd,
     serve_cmd,
 )
-from llmship.cli._common import fail, quiet_libraries
+from llmship.cli._common import fail, name_command, quiet_libraries
 from llmship.errors import LlmshipError
 
 app = typer.Typer(
@@ -30,6 +30,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    name_command(ctx)
+
+
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(data_cmd.app, name="data")

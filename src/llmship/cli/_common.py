@@ -71,6 +71,45 @@ def quiet_libraries() -> None:
         pass
 
 
+def name_command(ctx: typer.Context) -> None:
+    """While a command runs, put its name ("deploy", "aws bootstrap", "keys create") in
+    the environment, so the AWS calls it makes (here or in a subprocess) are recorded
+    against the policy for that command. Called from the app's callback, before Click has
+    parsed past the first name: each command under it is wrapped to name itself."""
+    if ctx.invoked_subcommand is None:
+        return
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
+    if command is not None:
+        _wrap_commands(command, (ctx.invoked_subcommand,))
+
+
+def _wrap_commands(command, path: tuple[str, ...]) -> None:
+    import functools
+
+    from llmship.aws.session import CALL_COMMAND_ENV
+
+    for name, sub in getattr(command, "commands", {}).items():
+        _wrap_commands(sub, (*path, name))
+    run = command.callback
+    if run is None or getattr(run, "names_command", False):
+        return
+
+    @functools.wraps(run)
+    def named(*args, **kwargs):
+        previous = os.environ.get(CALL_COMMAND_ENV)
+        os.environ[CALL_COMMAND_ENV] = " ".join(path)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            if previous is None:
+                os.environ.pop(CALL_COMMAND_ENV, None)
+            else:
+                os.environ[CALL_COMMAND_ENV] = previous
+
+    named.names_command = True
+    command.callback = named
+
+
 def load(config: Path | None, overrides: list[str] | None) -> LoadedConfig:
     return load_config(config, overrides or [])
 

@@ -101,6 +101,17 @@ def deploy(
     plan = chosen.plan(request)
     console.print(render(plan))
     if plan_only:
+        if loaded.config.deploy.target != "local":
+            from llmship.cli.aws_cmd import show_permission_check
+
+            capability = "deploy" if loaded.config.deploy.target == "sagemaker" else "bedrock"
+            show_permission_check(
+                loaded,
+                capability,
+                deployment=plan.deployment,
+                run_id=request.run_id,
+                spec=plan.spec if capability == "deploy" else None,
+            )
         return
     plan.check()
     if plan.bills_hourly:
@@ -271,8 +282,9 @@ def destroy(
             console.print(f"deleted {line}", highlight=False)
         left = store.resources(deployment)
         if left:
-            kept = ", ".join(f"{r.kind} {r.name}" for r in left)
-            console.print(f"{deployment}: kept {kept} (--purge deletes artifacts)", highlight=False)
+            for r in left:
+                why = r.details.get("kept") or "--purge deletes artifacts"
+                console.print(f"{deployment}: kept {r.kind} {r.name} ({why})", highlight=False)
         else:
             console.print(f"[green]{deployment} is gone[/]")
 

@@ -137,7 +137,7 @@ def keys_create(
     """
     from llmship.gateway.keys import new_key
 
-    settings, _, _ = _gateway_config(config, set_)
+    settings, _, loaded = _gateway_config(config, set_)
     key, record = new_key(
         name,
         route or ["*"],
@@ -145,7 +145,7 @@ def keys_create(
         tokens_per_day=tpd or settings.tokens_per_day,
     )
     _store(config, set_).put_key(record)
-    for line in _sync(record, key):
+    for line in _sync(record, loaded):
         console.print(line, highlight=False)
     console.print(f"key id {record.key_id} ({name}), routes: {', '.join(record.routes)}")
     console.print("the key (shown once; store it now):")
@@ -186,20 +186,21 @@ def keys_revoke(
         raise DeployError(f"no key with id {key_id!r}; `llmship keys list` shows the ids")
     revoked = record.revoke(time.time())
     store.put_key(revoked)
-    for line in _sync(revoked, None):
+    for line in _sync(revoked, _gateway_config(config, set_)[2]):
         console.print(line, highlight=False)
     console.print(f"revoked {key_id} ({record.name})")
 
 
-def _sync(record, key: str | None) -> list[str]:
-    """Carry a key change to every gateway exposed on AWS (their table and API keys)."""
+def _sync(record, loaded) -> list[str]:
+    """Carry a key change to every gateway exposed on AWS (their table and API keys),
+    with the config's AWS settings (profile, assumed role) when there is a config."""
     from llmship.gateway.aws_expose import exposed_deployments, sync_key
     from llmship.state import StateStore
 
     store = StateStore()
     lines = []
     for resources in exposed_deployments(store).values():
-        lines += sync_key(resources, record)
+        lines += sync_key(resources, record, aws=loaded.config.aws if loaded else None)
     return lines
 
 

@@ -163,11 +163,7 @@ def _invoke_bedrock(
     except ValidationError as exc:
         raise typer.BadParameter(str(exc).splitlines()[1], param_hint="--param") from None
     hosting = hosting_of(StateStore(), name)
-    session = _session(loaded, local=False)
-    if hosting.region and session.region_name != hosting.region:
-        import boto3
-
-        session = boto3.Session(region_name=hosting.region)
+    session = _session(loaded, local=False, region=hosting.region or None)
     model_id = hosting.details["arn"]
     if hosting.kind == IMPORTED_KIND:
         if stream:
@@ -204,41 +200,32 @@ def _write_text_stream(pieces: Iterable[str], output: Path | None) -> None:
 
 
 def runtime_client(loaded: LoadedConfig | None, endpoint_url: str | None = None):
-    """A sagemaker-runtime client: the config's session (profile, region, assumed role)
-    when there is a config, else the default chain; unsigned when it only talks to a
+    """A sagemaker-runtime client from llmship's one factory (sent once, never retried
+    after the request reached the model): the config's session (profile, region, assumed
+    role) when there is a config, else the usual chain; unsigned when it only talks to a
     local --endpoint-url and no credentials are around."""
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    from llmship.aws.session import client_config
+    from llmship.aws.session import runtime_client as make_runtime
 
     session = _session(loaded, local=endpoint_url is not None)
-    region = session.region_name or (LOCAL_REGION if endpoint_url else None)
-    if region is None:
-        raise AwsError("no AWS region: set aws.region in llmship.yaml, or AWS_REGION")
-    options = Config(read_timeout=120)
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
     if endpoint_url and session.get_credentials() is None:
-        options = options.merge(Config(signature_version=UNSIGNED))
-    return session.client(
-        "sagemaker-runtime",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=client_config().merge(options),
-    )
+        options["config"] = Config(signature_version=UNSIGNED)
+    return make_runtime(session, "sagemaker-runtime", **options)
 
 
-def _session(loaded: LoadedConfig | None, local: bool):
-    import boto3
-
+def _session(loaded: LoadedConfig | None, local: bool, region: str | None = None):
+    """The config's session (profile, assumed role) in its region or `region`; without a
+    config, the usual chain."""
     from llmship.aws.session import make_session
 
-    if loaded is None:
-        return boto3.Session()
     try:
-        return make_session(loaded.config.aws)
+        return make_session(loaded.config.aws if loaded else None, region=region)
     except AwsError:
         if local:  # a local server needs neither a region nor the configured account
-            return boto3.Session()
+            return make_session(region=LOCAL_REGION)
         raise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -86,7 +87,12 @@ def train_command(
     reporter = RichReporter()
     if target == "bedrock":
         from llmship.bedrock.customize import train_on_bedrock
+        from llmship.cli.aws_cmd import show_permission_check
+        from llmship.deploy.names import default_name
 
+        stamp = time.strftime("%Y%m%d-%H%M%S")  # the run directory's name, as new_run makes it
+        name = default_name(loaded.config.project.name, stamp)
+        show_permission_check(loaded, "bedrock", deployment=name)
         run = train_on_bedrock(loaded, reporter=reporter, output=output)
         console.print(f"run directory: {run.root}")
         return
@@ -110,7 +116,13 @@ def train_command(
         from llmship.train.sagemaker_job import submit
 
         def confirm(summary: str) -> bool:
+            from llmship.cli.aws_cmd import show_permission_check
+            from llmship.deploy.target import request_for
+
             console.print(summary, highlight=False)
+            show_permission_check(
+                loaded, "train", deployment=request_for(loaded, run).name, run_id=run.run_id
+            )
             return yes or typer.confirm("Create this training job (billed while it runs)?")
 
         if resume:

@@ -25,6 +25,8 @@ from llmship.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "llmship.yaml"
 REDACTED = "<redacted>"
+# Secret fields -> the environment variable that holds them when the config does not.
+SECRET_ENVIRONMENT = {("model", "hf_token"): "HF_TOKEN"}
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
@@ -93,6 +95,55 @@ def load_config_dict(
         raise ConfigError(_describe(exc, source, lines or {}, overridden)) from None
     snapshot = _redact_secrets(tree, LlmshipConfig)
     return LoadedConfig(config=config, path=config_path, base_dir=base_dir, snapshot=snapshot)
+
+
+def reload_saved(
+    path: Path,
+    current: LoadedConfig,
+    overrides: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """A run's saved config (to resume it), validated again. A secret that was a literal
+    was saved as the placeholder, never the value: it comes from the current config, else
+    from its environment variable; resuming without either is an error, not a run with
+    "<redacted>" as the secret."""
+    tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    environment = _environment(current.base_dir, env)
+    _restore_secrets(tree, LlmshipConfig, current.config, environment, (), str(path))
+    return load_config_dict(tree, overrides, env=env, source=str(path), base_dir=current.base_dir)
+
+
+def _restore_secrets(
+    tree: dict[str, Any],
+    model: type[BaseModel],
+    current: BaseModel | None,
+    environment: Mapping[str, str],
+    path: tuple[str, ...],
+    source: str,
+) -> None:
+    for name, info in model.model_fields.items():
+        annotation, value = info.annotation, tree.get(name)
+        here = getattr(current, name, None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if isinstance(value, dict):
+                _restore_secrets(value, annotation, here, environment, (*path, name), source)
+        elif _is_secret(annotation) and value == REDACTED:
+            variable = SECRET_ENVIRONMENT.get((*path, name))
+            if here is not None:
+                tree[name] = here.get_secret_value()
+            elif variable and environment.get(variable):
+                tree[name] = environment[variable]
+            else:
+                key = ".".join((*path, name))
+                where = (
+                    f"{key}: ${{{variable}}} in the config, or export {variable}"
+                    if variable
+                    else f"{key} in the config"
+                )
+                raise ConfigError(
+                    f"{source}: {key} was written as a literal, so the run kept only a "
+                    f"placeholder; to resume, set {where}"
+                )
 
 
 def apply_overrides(tree: dict[str, Any], overrides: Iterable[str]) -> set[tuple[str, ...]]:

@@ -356,7 +356,8 @@ class UpdateSettings(Section):
     strategy: Literal["all-at-once", "canary", "linear"] = Field(
         "all-at-once",
         description="How a re-deploy shifts traffic to the new model (blue/green): all at once, "
-        "a canary share first, or linear steps.",
+        "a canary share first, or linear steps (canary and linear need at least 2 instances: "
+        "each step, in whole instances, is at most half the fleet; not for serverless).",
     )
     canary_percent: int = Field(
         10,
@@ -401,7 +402,8 @@ class DeployConfig(Section):
     kind: Literal["realtime", "serverless", "async"] = Field(
         "realtime",
         description="realtime (instances, 6 MB / 60 s per request), serverless (per-request "
-        "billing, CPU only, 4 MB / 60 s) or async (S3 payloads up to 1 GB, up to an hour).",
+        "billing, CPU only, 4 MB / 60 s) or async (S3 payloads up to 1 GB, up to an hour). "
+        "A live endpoint cannot become serverless or change to or from async.",
     )
     container: Literal["huggingface", "tgi", "lmi"] = Field(
         "huggingface",

@@ -26,7 +26,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmship.aws.session import client, translate
+from llmship.aws.errors import (
+    aws_call,
+    error_code,
+    ignore_not_found,
+    is_access_denied,
+    is_not_found,
+    translate,
+)
+from llmship.aws.session import client
 from llmship.state import StateStore
 
 PROJECT_TAG = "llmship:project"
@@ -50,6 +58,7 @@ ARN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("cloudwatch", "alarm"): ("cloudwatch:alarm", True),
     ("ec2", "vpc-endpoint"): ("ec2:vpc-endpoint", True),
     ("s3", ""): ("s3:bucket", True),
+    ("sqs", ""): ("sqs:queue", True),
 }
 SAGEMAKER_LISTS = (
     ("sagemaker:endpoint", "list_endpoints", "Endpoints", "EndpointName", "EndpointArn"),
@@ -86,7 +95,7 @@ def kind_of_arn(arn: str) -> tuple[str, str] | None:
     if service == "apigateway":  # arn:aws:apigateway:region::/restapis/id
         pieces = resource.strip("/").split("/")
         kind_type, ident = (pieces[0], pieces[1]) if len(pieces) >= 2 else ("", "")
-    elif service == "s3":
+    elif service in ("s3", "sqs"):  # arn:aws:s3:::bucket, arn:aws:sqs:region:account:queue
         kind_type, ident = "", resource
     else:
         for separator in ("/", ":"):
@@ -120,7 +129,10 @@ def discover(session, *, project: str | None = None, bucket: str | None = None) 
         kind, name = kind_name
         name = real_names.get(arn.lower(), name)
         kind_region = "" if kind == "s3:bucket" else region
-        add(Found(kind, name, kind_region, tags.get(DEPLOYMENT_TAG, ""), tags[PROJECT_TAG], arn))
+        deployment = tags.get(DEPLOYMENT_TAG, "")
+        # A TTL's dead-letter queue belongs to the deployment's endpoint, as ttl.py records it.
+        details = {"endpoint": deployment} if kind == "sqs:queue" and deployment else {}
+        add(Found(kind, name, kind_region, deployment, tags[PROJECT_TAG], arn, details))
     for item in _roles(session, list(found.values())):
         add(item)
     endpoints = {f.name: f for f in found.values() if f.kind == "sagemaker:endpoint"}
@@ -162,13 +174,11 @@ def adopt(store: StateStore, found: list[Found]) -> list[Found]:
 
 def _tagged(session, project: str | None) -> dict[str, dict[str, str]]:
     """ARN -> tags of every resource the tagging API indexes with llmship:project."""
-    from botocore.exceptions import ClientError
-
     tag_filter: dict[str, Any] = {"Key": PROJECT_TAG}
     if project:
         tag_filter["Values"] = [project]
     out: dict[str, dict[str, str]] = {}
-    try:
+    with aws_call("resourcegroupstaggingapi", "GetResources", PROJECT_TAG):
         pages = (
             client(session, "resourcegroupstaggingapi")
             .get_paginator("get_resources")
@@ -177,21 +187,17 @@ def _tagged(session, project: str | None) -> dict[str, dict[str, str]]:
         for page in pages:
             for item in page.get("ResourceTagMappingList", []):
                 out[item["ResourceARN"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
-    except ClientError as exc:
-        raise translate(exc, "tag", "GetResources", PROJECT_TAG) from None
     return out
 
 
 def _sagemaker_names(session, region, project, tagged, add) -> dict[str, str]:
     """Lower-cased ARN -> real name of the SageMaker endpoints, configs and models; those
     the tagging index does not list are asked for their tags one by one."""
-    from botocore.exceptions import ClientError
-
     sm = client(session, "sagemaker")
     indexed = {arn.lower() for arn in tagged}
     names: dict[str, str] = {}
     for kind, method, key, name_key, arn_key in SAGEMAKER_LISTS:
-        try:
+        with aws_call("sagemaker", method):
             for page in sm.get_paginator(method).paginate():
                 for item in page.get(key, []):
                     arn, name = item[arn_key], item[name_key]
@@ -202,8 +208,6 @@ def _sagemaker_names(session, region, project, tagged, add) -> dict[str, str]:
                     if PROJECT_TAG in tags and project in (None, tags[PROJECT_TAG]):
                         deployment = tags.get(DEPLOYMENT_TAG, "")
                         add(Found(kind, name, region, deployment, tags[PROJECT_TAG], arn))
-        except ClientError as exc:
-            raise translate(exc, "sagemaker", method, "") from None
     return names
 
 
@@ -213,8 +217,10 @@ def _sagemaker_tags(sm, arn: str) -> dict[str, str]:
     try:
         pages = sm.get_paginator("list_tags").paginate(ResourceArn=arn)
         return {t["Key"]: t["Value"] for page in pages for t in page.get("Tags", [])}
-    except ClientError:  # deleted between the listing and this call
-        return {}
+    except ClientError as exc:  # deleted since the listing, or not ours to read
+        if is_not_found(exc, "sagemaker") or is_access_denied(exc):
+            return {}
+        raise translate(exc, "sagemaker", "ListTags", arn) from None
 
 
 def _roles(session, found: list[Found]) -> list[Found]:
@@ -236,7 +242,7 @@ def _roles(session, found: list[Found]) -> list[Found]:
             arn = iam.get_role(RoleName=name)["Role"]["Arn"]
             tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchEntity", "AccessDenied"):
+            if is_not_found(exc, "iam") or is_access_denied(exc):
                 continue
             raise translate(exc, "iam", "GetRole", name) from None
         if PROJECT_TAG in tags:
@@ -253,14 +259,16 @@ def _schedules(session, region: str, endpoints: dict[str, Found]) -> list[Found]
 
     scheduler = client(session, "scheduler")
     out = []
-    try:
+    with ignore_not_found("scheduler", "ListSchedules", GROUP):  # no group: no schedules
         pages = scheduler.get_paginator("list_schedules").paginate(GroupName=GROUP)
         for page in pages:
             for item in page.get("Schedules", []):
                 try:
                     schedule = scheduler.get_schedule(GroupName=GROUP, Name=item["Name"])
-                except ClientError:  # another project's (not ours to read) or just deleted
-                    continue
+                except ClientError as exc:  # another project's (not ours to read) or just deleted
+                    if is_not_found(exc, "scheduler") or is_access_denied(exc):
+                        continue
+                    raise translate(exc, "scheduler", "GetSchedule", item["Name"]) from None
                 owner = endpoints.get(_deleted_endpoint(schedule))
                 if owner is not None:
                     out.append(
@@ -274,9 +282,6 @@ def _schedules(session, region: str, endpoints: dict[str, Found]) -> list[Found]
                             {"endpoint": owner.name},
                         )
                     )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise translate(exc, "scheduler", "ListSchedules", GROUP) from None
     return out
 
 
@@ -291,12 +296,10 @@ def _deleted_endpoint(schedule: dict) -> str:
 
 def _scaling(session, region: str, endpoints: dict[str, Found]) -> list[Found]:
     """Autoscaling targets of the endpoints found."""
-    from botocore.exceptions import ClientError
-
     from llmship.deploy.scaling import NAMESPACE, TARGET_KIND
 
     out = []
-    try:
+    with aws_call("application-autoscaling", "DescribeScalableTargets"):
         pages = (
             client(session, "application-autoscaling")
             .get_paginator("describe_scalable_targets")
@@ -317,8 +320,6 @@ def _scaling(session, region: str, endpoints: dict[str, Found]) -> list[Found]:
                             details={"endpoint": owner.name},
                         )
                     )
-    except ClientError as exc:
-        raise translate(exc, "application-autoscaling", "DescribeScalableTargets", "") from None
     return out
 
 
@@ -338,7 +339,7 @@ def _artifacts(session, region: str, bucket: str, deployments: set) -> list[Foun
             )
             runs = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            if error_code(exc) == "NoSuchBucket":
                 return []
             raise translate(exc, "s3", "ListObjectsV2", f"s3://{bucket}/{prefix}") from None
         for run in runs:

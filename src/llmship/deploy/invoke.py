@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from llmship.aws.session import translate
+from llmship.aws.errors import aws_call, error_code, is_not_found, translate
 from llmship.errors import AwsError, DeployError
 
 JSON = "application/json"
@@ -56,16 +56,12 @@ def invoke(
     accept: str | None = None,
 ) -> InvokeResult:
     """One InvokeEndpoint call: the whole answer and its content type."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     options = {"Accept": accept} if accept else {}
-    try:
+    with aws_call("sagemaker-runtime", "InvokeEndpoint", endpoint_name):
         response = runtime.invoke_endpoint(
             EndpointName=endpoint_name, Body=body, ContentType=content_type, **options
         )
         data = response["Body"].read()
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, "sagemaker-runtime", "InvokeEndpoint", endpoint_name) from None
     return InvokeResult(body=data, content_type=response.get("ContentType", ""))
 
 
@@ -104,19 +100,13 @@ def invoke_async(
 ) -> AsyncResult:
     """Upload `body` to `input_location` (s3://bucket/key), InvokeEndpointAsync, and, with
     `wait`, poll until the answer or the error object appears."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, key = split_s3(input_location)
-    try:
+    with aws_call("s3", "PutObject", input_location):
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, "s3", "PutObject", input_location) from None
-    try:
+    with aws_call("sagemaker-runtime", "InvokeEndpointAsync", endpoint_name):
         response = runtime.invoke_endpoint_async(
             EndpointName=endpoint_name, InputLocation=input_location, ContentType=content_type
         )
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, "sagemaker-runtime", "InvokeEndpointAsync", endpoint_name) from None
     output, failure = response["OutputLocation"], response.get("FailureLocation")
     if not wait:
         return AsyncResult(output, failure, None)
@@ -208,13 +198,14 @@ def _token_text(line: bytes) -> str:
 
 
 def _read_if_there(s3, uri: str) -> bytes | None:
+    """The object's bytes; None while it is not written yet (a missing bucket is an error)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_s3(uri)
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(exc, "s3") and error_code(exc) != "NoSuchBucket":
             return None
         raise translate(exc, "s3", "GetObject", uri) from None
     except BotoCoreError as exc:

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmship.aws.session import translate
+from llmship.aws.errors import (
+    aws_call,
+    error_code,
+    error_message,
+    ignore_not_found,
+    is_not_found,
+    translate,
+)
 from llmship.errors import DeployError
 from llmship.state import StateStore
 
@@ -48,12 +55,8 @@ def s3_service(region: str) -> str:
 
 def inspect_subnets(ec2, subnets: list[str], region: str) -> NetworkFinding:
     """The subnets' VPC, their route tables and whether those reach S3."""
-    from botocore.exceptions import ClientError
-
-    try:
+    with aws_call("ec2", "DescribeSubnets", ", ".join(subnets)):
         found = ec2.describe_subnets(SubnetIds=subnets)["Subnets"]
-    except ClientError as exc:
-        raise translate(exc, "ec2", "DescribeSubnets", ", ".join(subnets)) from None
     vpcs = sorted({subnet["VpcId"] for subnet in found})
     if len(vpcs) != 1:
         raise DeployError(
@@ -61,7 +64,7 @@ def inspect_subnets(ec2, subnets: list[str], region: str) -> NetworkFinding:
             "give subnets of one VPC"
         )
     vpc_id = vpcs[0]
-    try:
+    with aws_call("ec2", "DescribeRouteTables", vpc_id):
         tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
             "RouteTables"
         ]
@@ -71,8 +74,6 @@ def inspect_subnets(ec2, subnets: list[str], region: str) -> NetworkFinding:
                 {"Name": "service-name", "Values": [s3_service(region)]},
             ]
         )["VpcEndpoints"]
-    except ClientError as exc:
-        raise translate(exc, "ec2", "DescribeRouteTables", vpc_id) from None
     used = _tables_of(tables, subnets)
     nat = all(
         any(
@@ -168,32 +169,28 @@ def create_s3_endpoint(
 def delete_s3_endpoint(ec2, endpoint_id: str, deployment: str) -> None:
     """Delete the gateway endpoint; one already gone is fine. A `pending:<vpc>` record (the
     process stopped before the create returned an id) is resolved through the tags."""
-    from botocore.exceptions import ClientError
-
     ids = [endpoint_id]
     if endpoint_id.startswith("pending:"):
-        try:
+        with aws_call("ec2", "DescribeVpcEndpoints", endpoint_id):
             found = ec2.describe_vpc_endpoints(
                 Filters=[
                     {"Name": "vpc-id", "Values": [endpoint_id.removeprefix("pending:")]},
                     {"Name": "tag:llmship:deployment", "Values": [deployment]},
                 ]
             )["VpcEndpoints"]
-        except ClientError as exc:
-            raise translate(exc, "ec2", "DescribeVpcEndpoints", endpoint_id) from None
         ids = [endpoint["VpcEndpointId"] for endpoint in found]
         if not ids:
             return
-    try:
+    from botocore.exceptions import ClientError
+
+    result: dict = {}
+    with ignore_not_found("ec2", "DeleteVpcEndpoints", endpoint_id):
         result = ec2.delete_vpc_endpoints(VpcEndpointIds=ids)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "InvalidVpcEndpointId.NotFound":
-            return
-        raise translate(exc, "ec2", "DeleteVpcEndpoints", endpoint_id) from None
     for failure in result.get("Unsuccessful", []):
-        code = failure.get("Error", {}).get("Code", "")
-        if "NotFound" not in code:
+        # Each failure carries an error as a ClientError would (e.g. InvalidVpcEndpoint.NotFound).
+        error = ClientError({"Error": failure.get("Error", {})}, "DeleteVpcEndpoints")
+        if not is_not_found(error, "ec2"):
             raise DeployError(
-                f"ec2 DeleteVpcEndpoints on {endpoint_id} failed: {code}: "
-                f"{failure.get('Error', {}).get('Message', '')}"
+                f"ec2 DeleteVpcEndpoints on {endpoint_id} failed: {error_code(error)}: "
+                f"{error_message(error)}"
             )

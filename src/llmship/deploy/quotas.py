@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from llmship.aws.session import client_config, translate
+from llmship.aws.errors import error_code, translate
+from llmship.aws.session import client
 
 SERVICE = "sagemaker"
 USAGE_NAMES = {"endpoint": "endpoint usage", "training": "training job usage"}
@@ -51,9 +52,7 @@ def check_instance_quota(
     from botocore.exceptions import ClientError
 
     name = quota_name(instance_type, usage)
-    quotas = session.client(
-        "service-quotas", config=client_config().merge(Config(retries=QUICK_RETRIES))
-    )
+    quotas = client(session, "service-quotas", config=Config(retries=QUICK_RETRIES))
     region = session.region_name
     try:
         found = _find(quotas, "list_service_quotas", name)
@@ -61,9 +60,8 @@ def check_instance_quota(
             found = _find(quotas, "list_aws_default_service_quotas", name)
     except ClientError as exc:
         reason = translate(exc, "service-quotas", exc.operation_name, SERVICE)
-        error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if error.get("Code") not in UNREADABLE and status < 500:
+        if error_code(exc) not in UNREADABLE and status < 500:
             raise reason from None
         return QuotaCheck(
             True, name, None, None, count, f"could not check the quota {name!r}: {reason}"

@@ -12,13 +12,15 @@ network, TGI weights) runs before the first create.
 from __future__ import annotations
 
 import json
+import logging
 import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmship.aws.session import client, make_session, translate
+from llmship.aws.errors import aws_call, ignore_not_found
+from llmship.aws.session import client, make_session
 from llmship.config.schema import AwsConfig, DeployConfig
 from llmship.deploy import limits as kind_limits
 from llmship.deploy.cost import instance_cost, running_cost, serverless_cost
@@ -38,15 +40,10 @@ MB = 1024 * 1024
 # Python, CUDA context and activations beside the weights on a serverless worker.
 SERVERLESS_OVERHEAD_MB = 1024
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
-
-
-def is_not_found(exc: Exception) -> bool:
-    """SageMaker says 'Could not find ...' (ValidationException) for a missing resource."""
-    error = getattr(exc, "response", {}).get("Error", {})
-    message = error.get("Message", "")
-    return error.get("Code") in ("ValidationException", "ResourceNotFound") and (
-        "Could not find" in message or "does not exist" in message
-    )
+# How long destroy waits for a deleted endpoint to be gone before revoking the grant its
+# deletion still needs (deleting an endpoint in a VPC takes minutes).
+DELETE_TIMEOUT_S = 900.0
+log = logging.getLogger("llmship.deploy")
 
 
 @dataclass
@@ -73,6 +70,7 @@ class SageMakerSpec:
     ttl_seconds: int | None = None
     autoscaling: Any = None  # scaling.AutoscalingSettings
     policy: Any = None  # update.DeploymentPolicy
+    role_grant: Any = None  # role_grants.RoleGrant: the execution role's extra policy
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,11 +133,13 @@ class SageMakerTarget:
         now=time.time,
         poll_seconds: float = 30.0,
         timeout_seconds: float = 3600.0,
+        delete_timeout_seconds: float = DELETE_TIMEOUT_S,
     ):
         self.store, self.aws = store, aws
         self._session, self._sessions, self._clients = session, {}, {}
         self.sleep, self.clock, self.now = sleep, clock, now
         self.poll_seconds, self.timeout_seconds = poll_seconds, timeout_seconds
+        self.delete_timeout_seconds = delete_timeout_seconds
 
     # sessions and clients ------------------------------------------------------------
 
@@ -181,6 +181,8 @@ class SageMakerTarget:
                 f"endpoint {name} is {existing.get('EndpointStatus')}; wait until it is "
                 "InService (llmship status) before deploying again"
             )
+        if existing is not None:
+            self._check_update(sm, name, existing, deploy, problems, warnings)
 
         facts = self._local_facts(request)
         instance, reason, gpus, tp = self._choose_instance(request, facts, region, problems)
@@ -290,6 +292,13 @@ class SageMakerTarget:
         config_request = self._config_request(
             request, config_name, model_name, instance, tags, prefix
         )
+        grant = self._role_grant(request, model_uri if deploy.model_data else None, config_request)
+        if grant is not None:
+            from llmship.aws.secrets import ROLE_POLICY_KIND
+
+            actions.append(Action("create", ROLE_POLICY_KIND, grant.record, grant.describe()))
+            warnings += grant.warnings
+            problems += grant.problems
         detail = (
             f"{deploy.instance_count} x {instance}"
             if instance
@@ -312,8 +321,13 @@ class SageMakerTarget:
         else:
             actions.append(Action("create", ENDPOINT_KIND, name, deploy.kind, cost.hourly_usd))
         if ttl_seconds:
+            from llmship.deploy.ttl import QUEUE_KIND, queue_name
+
             actions.append(
                 Action("create", "scheduler:schedule", f"delete {name}", f"after {deploy.ttl}")
+            )
+            actions.append(
+                Action("create", QUEUE_KIND, queue_name(name), "dead letters of a failed deletion")
             )
         if deploy.autoscaling.enabled:
             a = deploy.autoscaling
@@ -347,6 +361,7 @@ class SageMakerTarget:
             ttl_seconds=ttl_seconds,
             autoscaling=self._autoscaling(deploy),
             policy=self._policy(deploy),
+            role_grant=grant,
         )
         return Plan(
             target=self.name,
@@ -366,34 +381,66 @@ class SageMakerTarget:
             spec=spec,
         )
 
+    def _role_grant(self, request: DeployRequest, model_data: str | None, config: dict):
+        """What the execution role needs beyond the project bucket for this endpoint: VPC
+        interfaces, deploy.model_data and async output paths kept elsewhere, SNS topics."""
+        from llmship.aws.role_grants import execution_role_grant
+
+        if not self.aws.role_arn:
+            return None
+        output = config.get("AsyncInferenceConfig", {}).get("OutputConfig", {})
+        topics = output.get("NotificationConfig", {})
+        return execution_role_grant(
+            self.session(),
+            self.aws.role_arn,
+            command="deploy",
+            deployment=request.name,
+            bucket=self.aws.bucket,
+            vpc=request.config.deploy.vpc,
+            data=[
+                (model_data, "read"),
+                (output.get("S3OutputPath"), "write"),
+                (output.get("S3FailurePath"), "write"),
+            ],
+            topics=[topics.get("SuccessTopic"), topics.get("ErrorTopic")],
+        )
+
     def _taken_names(self) -> set[str]:
         return {r.name for r in self.store.resources() if r.kind in (MODEL_KIND, CONFIG_KIND)}
 
     @staticmethod
     def _describe_endpoint(sm, name: str) -> dict | None:
-        from botocore.exceptions import ClientError
-
-        try:
+        with ignore_not_found("sagemaker", "DescribeEndpoint", name):
             return sm.describe_endpoint(EndpointName=name)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise translate(exc, "sagemaker", "DescribeEndpoint", name) from None
+        return None
+
+    def _check_update(self, sm, name, existing, deploy: DeployConfig, problems, warnings) -> None:
+        """What UpdateEndpoint would refuse, found before the model and config exist: a
+        change of kind it cannot make, a canary or linear step the new fleet cannot hold."""
+        from llmship.deploy.kind_change import check_kind_change, live_kind
+        from llmship.deploy.update import deployment_config
+
+        live_config, described = existing.get("EndpointConfigName", ""), None
+        if live_config:  # deleted behind our back: DescribeEndpoint alone still tells
+            with ignore_not_found("sagemaker", "DescribeEndpointConfig", live_config):
+                described = sm.describe_endpoint_config(EndpointConfigName=live_config)
+        change = check_kind_change(name, live_kind(existing, described), deploy.kind)
+        problems.extend([change.problem] if change.problem else [])
+        warnings.extend([change.warning] if change.warning else [])
+        fleet = 0 if deploy.kind == "serverless" else deploy.instance_count
+        try:
+            deployment_config(self._policy(deploy), fleet)
+        except DeployError as exc:
+            problems.append(str(exc))
 
     def _check_bucket(self, bucket: str, problems: list[str]) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
+        with ignore_not_found("s3", "HeadBucket", bucket) as outcome:
             self.client("s3").head_bucket(Bucket=bucket)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("404", "NoSuchBucket", "NotFound"):
-                problems.append(
-                    f"aws.bucket: bucket {bucket} does not exist; run `llmship aws bootstrap` "
-                    "to create it, or set aws.bucket to one that exists"
-                )
-                return
-            raise translate(exc, "s3", "HeadBucket", bucket) from None
+        if outcome.missing:
+            problems.append(
+                f"aws.bucket: bucket {bucket} does not exist; run `llmship aws bootstrap` "
+                "to create it, or set aws.bucket to one that exists"
+            )
 
     @staticmethod
     def _local_facts(request: DeployRequest) -> dict[str, int] | None:
@@ -500,12 +547,8 @@ class SageMakerTarget:
         return body
 
     def _account(self, session) -> str:
-        from botocore.exceptions import ClientError
-
-        try:
+        with aws_call("sts", "GetCallerIdentity"):
             return self.client("sts", session.region_name).get_caller_identity()["Account"]
-        except ClientError as exc:
-            raise translate(exc, "sts", "GetCallerIdentity") from None
 
     def _config_request(self, request, config_name, model_name, instance, tags, prefix):
         deploy = request.config.deploy
@@ -593,6 +636,17 @@ class SageMakerTarget:
         sm = self.client("sagemaker")
         common = {"deployment": plan.deployment, "project": plan.project, "region": region}
         tags = {t["Key"]: t["Value"] for t in spec.tags}
+        if spec.role_grant is not None:  # before anything uses the role
+            from llmship.aws.role_grants import put_grant
+
+            put_grant(
+                self.client("iam"),
+                spec.role_grant,
+                store=self.store,
+                deployment=plan.deployment,
+                project=plan.project,
+                details={"endpoint": spec.endpoint_name, "endpoint_region": region},
+            )
         if spec.create_s3_endpoint:
             from llmship.deploy.network import create_s3_endpoint
 
@@ -704,12 +758,10 @@ class SageMakerTarget:
     def _create(self, kind, name, operation, call, body, details, *, deployment, project, region):
         """Record CREATING, call, mark UP; the record stays if the call fails midway.
         A call passing an execution role waits out that role's IAM propagation."""
-        from botocore.exceptions import ClientError
-
         from llmship.aws.iam import call_with_new_role
 
         self.store.record_creating(kind, name, deployment, project, region, details)
-        try:
+        with aws_call("sagemaker", operation, name):
             if body.get("ExecutionRoleArn"):
                 call_with_new_role(
                     lambda: call(**body),
@@ -721,8 +773,6 @@ class SageMakerTarget:
                 )
             else:
                 call(**body)
-        except ClientError as exc:
-            raise translate(exc, "sagemaker", operation, name) from None
         self.store.set_status(kind, name, "UP", region)
 
     def _build(self, spec: SageMakerSpec, reporter: Reporter) -> None:
@@ -752,22 +802,18 @@ class SageMakerTarget:
         self.store.set_status(S3_KIND, spec.upload_uri, "UP", region)
 
     def _check_remote_tgi(self, spec: SageMakerSpec) -> None:
-        from botocore.exceptions import ClientError
-
         source = spec.model_request["PrimaryContainer"].get("ModelDataSource")
         if source is None:  # a tar.gz in S3: its listing would mean downloading it
             return
         uri = source["S3DataSource"]["S3Uri"]
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        try:
+        with aws_call("s3", "ListObjectsV2", uri):
             pages = (
                 self.client("s3")
                 .get_paginator("list_objects_v2")
                 .paginate(Bucket=bucket, Prefix=prefix)
             )
             names = [o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])]
-        except ClientError as exc:
-            raise translate(exc, "s3", "ListObjectsV2", uri) from None
         check_tgi_files(names, uri)
 
     def _update(self, sm, spec, plan, reporter, details, session) -> None:
@@ -786,6 +832,7 @@ class SageMakerTarget:
             endpoint_name=spec.endpoint_name,
             new_config_name=spec.config_name,
             policy=spec.policy,
+            instance_count=spec.instance_count,
         )
         outcome = update.wait_for_update(
             sm,
@@ -841,9 +888,16 @@ class SageMakerTarget:
             if details.get("instance_type")
             else details.get("kind", "")
         )
-        from llmship.deploy.ttl import time_left
+        ttl = None
+        if found:
+            from datetime import UTC, datetime
 
-        ttl = time_left(session, endpoint.name) if found else None
+            from llmship.deploy.ttl import check
+
+            now = datetime.fromtimestamp(self.now(), UTC)
+            checked = check(session, endpoint.name, resources, endpoint_status=state, now=now)
+            ttl = checked.left
+            notes += checked.notes
         idle = None
         if idle_hours and found:
             idle = self.invocations(endpoint.name, idle_hours, region) == 0
@@ -867,10 +921,8 @@ class SageMakerTarget:
         """Invocations of the endpoint over the last `hours` (CloudWatch, hourly sums)."""
         from datetime import UTC, datetime, timedelta
 
-        from botocore.exceptions import ClientError
-
         end = datetime.fromtimestamp(self.now(), UTC)
-        try:
+        with aws_call("cloudwatch", "GetMetricStatistics", endpoint):
             points = self.client("cloudwatch", region).get_metric_statistics(
                 Namespace="AWS/SageMaker",
                 MetricName="Invocations",
@@ -883,8 +935,6 @@ class SageMakerTarget:
                 Period=3600,
                 Statistics=["Sum"],
             )["Datapoints"]
-        except ClientError as exc:
-            raise translate(exc, "cloudwatch", "GetMetricStatistics", endpoint) from None
         return sum(point["Sum"] for point in points)
 
     def refresh(self, resources: list[Resource]) -> list[Resource]:
@@ -895,16 +945,11 @@ class SageMakerTarget:
         return gone
 
     def _exists(self, resource: Resource) -> bool:
-        from botocore.exceptions import ClientError
-
         service, operation, arguments = CHECKS[resource.kind](resource)
-        try:
+        with ignore_not_found(service, operation, resource.name) as outcome:
             result = getattr(self.client(service, resource.region or None), operation)(**arguments)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if is_not_found(exc) or code in ("404", "NoSuchKey", "InvalidVpcEndpointId.NotFound"):
-                return False
-            raise translate(exc, service, operation, resource.name) from None
+        if outcome.missing:
+            return False
         if resource.kind == S3_KIND and operation == "list_objects_v2":
             return result.get("KeyCount", 0) > 0
         if resource.kind.startswith("ec2:"):
@@ -938,6 +983,7 @@ class SageMakerTarget:
             remove_autoscaling(session, endpoint_name=endpoint.name, store=self.store)
             self._delete(endpoint, "delete_endpoint", "DeleteEndpoint", EndpointName=endpoint.name)
             deleted.append(f"{ENDPOINT_KIND} {endpoint.name}")
+        deleted += self._end_ttl_without_endpoint(resources)
         for kind, method, operation, key in (
             (CONFIG_KIND, "delete_endpoint_config", "DeleteEndpointConfig", "EndpointConfigName"),
             (MODEL_KIND, "delete_model", "DeleteModel", "ModelName"),
@@ -957,29 +1003,32 @@ class SageMakerTarget:
             deleted += self._purge(deployment, resources)
         return deleted
 
+    def _end_ttl_without_endpoint(self, resources: list[Resource]) -> list[str]:
+        """A TTL whose endpoint is no longer recorded (the TTL deleted it, then `status
+        --refresh` forgot it) still has a role and a dead-letter queue to delete."""
+        from llmship.deploy.ttl import QUEUE_KIND, SCHEDULE_KIND, cancel_deletion, queue_name
+
+        recorded = {r.name for r in resources if r.kind == ENDPOINT_KIND}
+        left = set()
+        for r in resources:
+            endpoint = r.details.get("endpoint")
+            if r.kind in (SCHEDULE_KIND, QUEUE_KIND) and endpoint and endpoint not in recorded:
+                left.add((endpoint, r.region))
+        for endpoint, region in sorted(left):
+            cancel_deletion(self.session(region or None), endpoint, self.store)
+        return [f"{QUEUE_KIND} {queue_name(endpoint)}" for endpoint, _ in sorted(left)]
+
     def _end_training(self, resources: list[Resource], poll_s: float = 10.0) -> list[str]:
         """Stop a training job still running (a job cannot be deleted, only stopped; its
         record goes once it has ended), then delete its secrets and the execution role's
-        read grant on them."""
-        from botocore.exceptions import ClientError
-
+        grants (a deploy's only once its endpoint is gone)."""
         from llmship.aws.secrets import ROLE_POLICY_KIND, SECRET_KIND, delete_secret, revoke_read
         from llmship.train.sagemaker_job import JOB_KIND
 
         deleted = []
         for job in [r for r in resources if r.kind == JOB_KIND]:
-            sagemaker = self.client("sagemaker", job.region or None)
             self.store.set_status(job.kind, job.name, "DELETING", job.region)
-            try:
-                status = sagemaker.describe_training_job(TrainingJobName=job.name)
-                if status["TrainingJobStatus"] == "InProgress":
-                    sagemaker.stop_training_job(TrainingJobName=job.name)
-                while status["TrainingJobStatus"] in ("InProgress", "Stopping"):
-                    time.sleep(poll_s)
-                    status = sagemaker.describe_training_job(TrainingJobName=job.name)
-            except ClientError as exc:
-                if not is_not_found(exc):
-                    raise translate(exc, "sagemaker", "StopTrainingJob", job.name) from None
+            self._stop_job(self.client("sagemaker", job.region or None), job.name, poll_s)
             self.store.remove(job.kind, job.name, job.region)
             deleted.append(f"{JOB_KIND} {job.name}")
         for secret in [r for r in resources if r.kind == SECRET_KIND]:
@@ -987,26 +1036,74 @@ class SageMakerTarget:
             self.store.remove(secret.kind, secret.name, secret.region)
             deleted.append(f"{SECRET_KIND} {secret.name}")
         for grant in [r for r in resources if r.kind == ROLE_POLICY_KIND]:
+            if not self._endpoint_gone(grant):
+                continue
             revoke_read(self.client("iam"), grant.name)
             self.store.remove(grant.kind, grant.name, grant.region)
             deleted.append(f"{ROLE_POLICY_KIND} {grant.name}")
         return deleted
 
-    def _delete(self, resource: Resource, method: str, operation: str, **arguments) -> None:
-        from botocore.exceptions import ClientError
+    def _endpoint_gone(self, grant: Resource) -> bool:
+        """Whether the endpoint a grant was put for is gone (True for a grant of none).
+        DeleteEndpoint only starts the deletion, and SageMaker removes the endpoint's
+        network interfaces with the execution role's EC2 permissions: the grant goes only
+        after DescribeEndpoint says not found. Polled up to delete_timeout_seconds; then
+        the grant's record is kept, with why, for the next destroy to finish."""
+        endpoint = grant.details.get("endpoint")
+        if not endpoint:
+            return True
+        sm = self.client("sagemaker", grant.details.get("endpoint_region") or None)
+        started = self.clock()
+        while True:
+            with ignore_not_found("sagemaker", "DescribeEndpoint", endpoint) as outcome:
+                status = sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"]
+            if outcome.missing:
+                return True
+            waited = self.clock() - started
+            if waited >= self.delete_timeout_seconds:
+                break
+            self.sleep(self.poll_seconds)
+        reason = (
+            f"endpoint {endpoint} is still {status} after {waited:.0f} s; SageMaker needs "
+            f"the execution role's grant {grant.name} to remove the endpoint's network "
+            f"interfaces, so it is kept: run `llmship destroy {grant.deployment}` again once "
+            "the endpoint is gone"
+        )
+        self.store.set_status(grant.kind, grant.name, grant.status, grant.region, {"kept": reason})
+        log.warning(reason)
+        return False
 
+    @staticmethod
+    def _stop_job(sagemaker, name: str, poll_s: float) -> None:
+        """Stop job `name` if it runs and wait until it has ended. A job SageMaker does not
+        know (its create was refused, or never returned) has nothing to stop."""
+        with ignore_not_found("sagemaker", "DescribeTrainingJob", name):
+            status = sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+            if status == "InProgress":
+                with ignore_not_found("sagemaker", "StopTrainingJob", name):
+                    sagemaker.stop_training_job(TrainingJobName=name)
+            while status in ("InProgress", "Stopping"):
+                time.sleep(poll_s)
+                status = sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+
+    def _delete(self, resource: Resource, method: str, operation: str, **arguments) -> None:
+        """Delete one resource; gone counts as done, and so does a refusal (AccessDenied)
+        when its Describe says it is gone: a policy scoped by aws:ResourceTag cannot read
+        the tags of a resource that no longer exists (the TTL or a console delete)."""
         self.store.set_status(resource.kind, resource.name, "DELETING", resource.region)
-        try:
-            getattr(self.client("sagemaker", resource.region or None), method)(**arguments)
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise translate(exc, "sagemaker", operation, resource.name) from None
+        service, describe, described = CHECKS[resource.kind](resource)
+        region = resource.region or None
+        with ignore_not_found(
+            "sagemaker",
+            operation,
+            resource.name,
+            confirm=lambda: getattr(self.client(service, region), describe)(**described),
+        ):
+            getattr(self.client("sagemaker", region), method)(**arguments)
         self.store.remove(resource.kind, resource.name, resource.region)
 
     def _purge(self, deployment: str, resources: list[Resource]) -> list[str]:
         """The uploaded artifacts and the endpoint's log group."""
-        from botocore.exceptions import ClientError
-
         from llmship.aws.logs import delete_log_group
         from llmship.aws.s3 import abort_uploads
 
@@ -1014,7 +1111,7 @@ class SageMakerTarget:
         for resource in [r for r in resources if r.kind == S3_KIND]:
             s3 = self.client("s3", resource.region or None)
             bucket, _, key = resource.name.removeprefix("s3://").partition("/")
-            try:
+            with ignore_not_found("s3", "DeleteObjects", resource.name):
                 pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
                 keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
                 for start in range(0, len(keys), 1000):
@@ -1023,9 +1120,6 @@ class SageMakerTarget:
                         Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]},
                     )
                 abort_uploads(s3, bucket, key)  # parts of an interrupted upload bill too
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
-                    raise translate(exc, "s3", "DeleteObjects", resource.name) from None
             self.store.remove(resource.kind, resource.name, resource.region)
             deleted.append(f"{S3_KIND} {resource.name}")
         regions = {r.region for r in resources if r.kind == ENDPOINT_KIND} or {
@@ -1047,6 +1141,11 @@ CHECKS = {
         {"EndpointConfigName": r.name},
     ),
     MODEL_KIND: lambda r: ("sagemaker", "describe_model", {"ModelName": r.name}),
+    "sagemaker:training-job": lambda r: (
+        "sagemaker",
+        "describe_training_job",
+        {"TrainingJobName": r.name},
+    ),
     S3_KIND: lambda r: (
         "s3",
         "list_objects_v2",
@@ -1082,18 +1181,14 @@ def wait_for_endpoint(
 ) -> dict:
     """Poll until `name` is InService; on Failed, a DeployError with SageMaker's
     FailureReason and the container's last log lines."""
-    from botocore.exceptions import ClientError
-
     reporter = reporter or RecordingReporter()
     started = clock()
     reporter.start(f"waiting for {name}", None)
     last = None
     try:
         while True:
-            try:
+            with aws_call("sagemaker", "DescribeEndpoint", name):
                 found = sm.describe_endpoint(EndpointName=name)
-            except ClientError as exc:
-                raise translate(exc, "sagemaker", "DescribeEndpoint", name) from None
             status = found["EndpointStatus"]
             waited = clock() - started
             if status != last:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmship.aws.session import client, translate
+from llmship.aws.errors import aws_call, ignore_not_found
+from llmship.aws.session import client
 from llmship.errors import DeployError
 from llmship.state import StateStore
 
@@ -91,8 +92,6 @@ def configure_autoscaling(
 ) -> list[str]:
     """Register the variant as a scalable target and put its policies (and, for async
     endpoints, the scale-from-zero alarm); returns the names recorded in state."""
-    from botocore.exceptions import ClientError
-
     validate(settings, asynchronous)
     tags = {"llmship:project": project, "llmship:deployment": deployment, **(tags or {})}
     region = session.region_name
@@ -106,15 +105,13 @@ def configure_autoscaling(
         "max": settings.max_capacity,
     }
     store.record_creating(TARGET_KIND, target, deployment, project, region, details)
-    try:
+    with aws_call("application-autoscaling", "RegisterScalableTarget", target):
         scaling.register_scalable_target(
             **common,
             MinCapacity=settings.min_capacity,
             MaxCapacity=settings.max_capacity,
             Tags=tags,
         )
-    except ClientError as exc:
-        raise translate(exc, "application-autoscaling", "RegisterScalableTarget", target) from None
     store.set_status(TARGET_KIND, target, "UP", region)
 
     tracking, *step = policy_names(endpoint_name, asynchronous)
@@ -161,58 +158,39 @@ def remove_autoscaling(
 ) -> None:
     """Delete the alarm, the policies and the scalable target (and their records);
     whatever is already gone is skipped."""
-    from botocore.exceptions import ClientError
-
     region = session.region_name
     cloudwatch = client(session, "cloudwatch")
     alarm = alarm_name(endpoint_name)
-    try:
+    with ignore_not_found("cloudwatch", "DeleteAlarms", alarm):
         if cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]:
             cloudwatch.delete_alarms(AlarmNames=[alarm])
-    except ClientError as exc:
-        raise translate(exc, "cloudwatch", "DeleteAlarms", alarm) from None
     if store is not None:
         store.remove(ALARM_KIND, alarm, region)
 
     scaling = client(session, "application-autoscaling")
     target = resource_id(endpoint_name, variant_name)
     common = {"ServiceNamespace": NAMESPACE, "ResourceId": target, "ScalableDimension": DIMENSION}
-    try:
+    with aws_call("application-autoscaling", "DescribeScalingPolicies", target):
         policies = scaling.describe_scaling_policies(
             ServiceNamespace=NAMESPACE, ResourceId=target, ScalableDimension=DIMENSION
         )["ScalingPolicies"]
-    except ClientError as exc:
-        raise translate(exc, "application-autoscaling", "DescribeScalingPolicies", target) from None
     existing = {p["PolicyName"] for p in policies}
     for name in sorted(existing):
-        try:
+        with ignore_not_found("application-autoscaling", "DeleteScalingPolicy", name):
             scaling.delete_scaling_policy(PolicyName=name, **common)
-        except ClientError as exc:
-            if _code(exc) != "ObjectNotFoundException":
-                raise translate(
-                    exc, "application-autoscaling", "DeleteScalingPolicy", name
-                ) from None
     if store is not None:
         ours = policy_names(endpoint_name, True) + policy_names(endpoint_name, False)
         for name in existing | set(ours):
             store.remove(POLICY_KIND, f"{target}/{name}", region)
-    try:
+    # ObjectNotFoundException: deregistered meanwhile
+    with ignore_not_found("application-autoscaling", "DeregisterScalableTarget", target):
         registered = scaling.describe_scalable_targets(
             ServiceNamespace=NAMESPACE, ResourceIds=[target], ScalableDimension=DIMENSION
         )["ScalableTargets"]
         if registered:
             scaling.deregister_scalable_target(**common)
-    except ClientError as exc:
-        if _code(exc) != "ObjectNotFoundException":  # deregistered meanwhile
-            raise translate(
-                exc, "application-autoscaling", "DeregisterScalableTarget", target
-            ) from None
     if store is not None:
         store.remove(TARGET_KIND, target, region)
-
-
-def _code(exc) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
 
 
 def _tracked_metric(endpoint_name: str, asynchronous: bool) -> dict:
@@ -233,30 +211,22 @@ def _tracked_metric(endpoint_name: str, asynchronous: bool) -> dict:
 
 
 def _put_policy(scaling, common, policy, store, deployment, project, region) -> tuple[str, str]:
-    from botocore.exceptions import ClientError
-
     key = f"{common['ResourceId']}/{policy['PolicyName']}"
     store.record_creating(
         POLICY_KIND, key, deployment, project, region, {"type": policy["PolicyType"]}
     )
-    try:
+    with aws_call("application-autoscaling", "PutScalingPolicy", policy["PolicyName"]):
         arn = scaling.put_scaling_policy(**common, **policy)["PolicyARN"]
-    except ClientError as exc:
-        raise translate(
-            exc, "application-autoscaling", "PutScalingPolicy", policy["PolicyName"]
-        ) from None
     store.set_status(POLICY_KIND, key, "UP", region, {"arn": arn})
     return key, arn
 
 
 def _put_alarm(session, endpoint_name, policy_arn, tags, store, deployment, project, region) -> str:
-    from botocore.exceptions import ClientError
-
     name = alarm_name(endpoint_name)
     store.record_creating(
         ALARM_KIND, name, deployment, project, region, {"endpoint": endpoint_name}
     )
-    try:
+    with aws_call("cloudwatch", "PutMetricAlarm", name):
         client(session, "cloudwatch").put_metric_alarm(
             AlarmName=name,
             AlarmDescription=f"llmship: start an instance of {endpoint_name} for queued requests",
@@ -273,7 +243,5 @@ def _put_alarm(session, endpoint_name, policy_arn, tags, store, deployment, proj
             AlarmActions=[policy_arn],
             Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
         )
-    except ClientError as exc:
-        raise translate(exc, "cloudwatch", "PutMetricAlarm", name) from None
     store.set_status(ALARM_KIND, name, "UP", region)
     return name

@@ -9,15 +9,22 @@ endpoint config and reports a rollback when it is not the one it asked for.
 
 An endpoint whose variant is an autoscaling target cannot change instance type in an
 update; deregister it first (scaling.remove_autoscaling) and configure it again after.
+
+Canary and linear steps are sized in instances of the new fleet: a canary must be at most
+half of it and a linear step 10-50% of it (TrafficRoutingConfig), so neither works on one
+instance, nor on a serverless endpoint, which has none. When the fleet size is known the
+step goes to SageMaker as an INSTANCE_COUNT computed here (the configured percentage
+rounded up to whole instances), so the rule checked is exactly the request sent.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Literal
 
-from llmship.aws.session import translate
+from llmship.aws.errors import aws_call
 from llmship.errors import DeployError
 from llmship.progress import RecordingReporter, Reporter
 
@@ -52,8 +59,37 @@ class UpdateOutcome:
     failure_reason: str | None
 
 
-def deployment_config(policy: DeploymentPolicy) -> dict:
-    """UpdateEndpoint's DeploymentConfig for `policy`; DeployError for what AWS would refuse."""
+def step_instances(percent: int, instance_count: int) -> int:
+    """Instances a canary or linear step of `percent` moves: rounded up, at least one."""
+    return max(1, math.ceil(instance_count * percent / 100))
+
+
+def _step_size(policy: DeploymentPolicy, field: str, instance_count: int | None) -> dict:
+    """CanarySize / LinearStepSize: whole instances when the fleet is known, else percent."""
+    percent = getattr(policy, field)
+    if instance_count is None:
+        return {"Type": "CAPACITY_PERCENT", "Value": percent}
+    if instance_count == 0:
+        raise DeployError(
+            f"{KEY}.strategy is {policy.strategy}, but a serverless endpoint has no instances "
+            f"to shift traffic between; set {KEY}.strategy: all-at-once"
+        )
+    step = step_instances(percent, instance_count)
+    if 2 * step > instance_count:
+        limit = "at most half" if policy.strategy == "canary" else "10-50%"
+        raise DeployError(
+            f"{KEY}.strategy is {policy.strategy} with {KEY}.{field} {percent}%, which is "
+            f"{step} of deploy.instance_count {instance_count} instance(s); SageMaker needs "
+            f"each step to be {limit} of the new fleet, so {policy.strategy} needs at least "
+            f"{2 * step} instances: raise deploy.instance_count, lower {KEY}.{field}, or "
+            f"set {KEY}.strategy: all-at-once"
+        )
+    return {"Type": "INSTANCE_COUNT", "Value": step}
+
+
+def deployment_config(policy: DeploymentPolicy, instance_count: int | None = None) -> dict:
+    """UpdateEndpoint's DeploymentConfig for `policy`; DeployError for what AWS would refuse.
+    `instance_count` is the new fleet's size (0: serverless; None: not known)."""
     if policy.strategy not in STRATEGIES:
         raise DeployError(
             f"{KEY}.strategy is {policy.strategy!r}; choose one of: {', '.join(STRATEGIES)}"
@@ -66,13 +102,10 @@ def deployment_config(policy: DeploymentPolicy) -> dict:
     }
     if policy.strategy == "canary":
         _check_range("canary_percent", policy.canary_percent, CANARY_PERCENT)
-        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": policy.canary_percent}
+        routing["CanarySize"] = _step_size(policy, "canary_percent", instance_count)
     if policy.strategy == "linear":
         _check_range("linear_step_percent", policy.linear_step_percent, LINEAR_STEP_PERCENT)
-        routing["LinearStepSize"] = {
-            "Type": "CAPACITY_PERCENT",
-            "Value": policy.linear_step_percent,
-        }
+        routing["LinearStepSize"] = _step_size(policy, "linear_step_percent", instance_count)
     blue_green: dict = {
         "TrafficRoutingConfiguration": routing,
         "TerminationWaitInSeconds": policy.termination_wait_seconds,
@@ -99,19 +132,22 @@ def deployment_config(policy: DeploymentPolicy) -> dict:
     return config
 
 
-def start_update(sm, *, endpoint_name: str, new_config_name: str, policy: DeploymentPolicy) -> None:
+def start_update(
+    sm,
+    *,
+    endpoint_name: str,
+    new_config_name: str,
+    policy: DeploymentPolicy,
+    instance_count: int | None = None,
+) -> None:
     """Ask SageMaker to move `endpoint_name` to `new_config_name`, blue/green."""
-    from botocore.exceptions import ClientError
-
-    config = deployment_config(policy)
-    try:
+    config = deployment_config(policy, instance_count)
+    with aws_call("sagemaker", "UpdateEndpoint", endpoint_name):
         sm.update_endpoint(
             EndpointName=endpoint_name,
             EndpointConfigName=new_config_name,
             DeploymentConfig=config,
         )
-    except ClientError as exc:
-        raise translate(exc, "sagemaker", "UpdateEndpoint", endpoint_name) from None
 
 
 def wait_for_update(
@@ -126,17 +162,13 @@ def wait_for_update(
 ) -> UpdateOutcome:
     """Poll until the endpoint is InService or Failed; `rolled_back` when the live config
     is not `intended_config_name`. DeployError when it is still changing at the timeout."""
-    from botocore.exceptions import ClientError
-
     reporter = reporter or RecordingReporter()
     waited, seen_change, last_status = 0.0, False, None
     reporter.start(f"updating {endpoint_name}", None)
     try:
         while True:
-            try:
+            with aws_call("sagemaker", "DescribeEndpoint", endpoint_name):
                 found = sm.describe_endpoint(EndpointName=endpoint_name)
-            except ClientError as exc:
-                raise translate(exc, "sagemaker", "DescribeEndpoint", endpoint_name) from None
             status, live = found["EndpointStatus"], found.get("EndpointConfigName", "")
             if status != last_status:
                 reporter.message(f"{endpoint_name}: {status} ({live})")

@@ -36,7 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from llmship.aws.session import client, translate
+from llmship.aws.errors import aws_call, ignore_not_found, is_not_found
+from llmship.aws.session import client
 from llmship.config.gateway import GatewayConfig, GatewayTarget
 from llmship.errors import DeployError
 from llmship.gateway.keys import KeyRecord
@@ -54,6 +55,15 @@ KINDS = (
     "apigateway:usage-plan",
     "apigateway:api-key",
 )
+# The call destroy makes for each kind (named in errors; "not found" counts as deleted).
+DELETES = {
+    "dynamodb:table": "DeleteTable",
+    "iam:role": "DeleteRole",
+    "lambda:function": "DeleteFunction",
+    "apigateway:rest-api": "DeleteRestApi",
+    "apigateway:usage-plan": "DeleteUsagePlan",
+    "apigateway:api-key": "DeleteApiKey",
+}
 WEB_ADAPTER = "arn:{partition}:lambda:{region}:753240598075:layer:LambdaAdapterLayer{arch}:26"
 # Public list prices, US East (N. Virginia), from aws.amazon.com/lambda/pricing,
 # aws.amazon.com/api-gateway/pricing and aws.amazon.com/dynamodb/pricing/on-demand,
@@ -83,6 +93,16 @@ def table_name(deployment: str) -> str:
     return deployment
 
 
+def function_name(deployment: str) -> str:
+    """The gateway's Lambda function (`aws check --for expose` plans with it too)."""
+    return deployment
+
+
+def role_name(deployment: str) -> str:
+    """The gateway functions' execution role."""
+    return f"llmship-{deployment}"[:64]
+
+
 @dataclass(frozen=True)
 class ExposePlan:
     """What apply will create; built from read-only calls and the local zip build."""
@@ -108,7 +128,7 @@ class ExposePlan:
 
     @property
     def function(self) -> str:
-        return self.deployment
+        return function_name(self.deployment)
 
     @property
     def authorizer(self) -> str:
@@ -116,7 +136,7 @@ class ExposePlan:
 
     @property
     def role(self) -> str:
-        return f"llmship-{self.deployment}"[:64]
+        return role_name(self.deployment)
 
     @property
     def settings(self):
@@ -299,13 +319,9 @@ class _Apply:
         self.store.set_status(kind, name, "UP", self.p.region, details)
 
     def call(self, service_client, operation: str, resource: str, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        service = service_client.meta.service_model.service_name
+        with aws_call(service, operation, resource):
             return getattr(service_client, operation)(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            service = service_client.meta.service_model.service_name
-            raise translate(exc, service, operation, resource) from None
 
     def table(self) -> str:
         name = table_name(self.p.deployment)
@@ -395,10 +411,11 @@ class _Apply:
         else:
             handler = "run.sh" if streaming else "llmship.gateway.lambda_handler.handler"
         self.record("lambda:function", name, streaming=streaming)
-        arn = None
-        for attempt in range(12):  # a new role takes a few seconds to be usable by Lambda
-            try:
-                arn = self.aws_lambda.create_function(
+        from llmship.aws.iam import call_with_new_role
+
+        with aws_call("lambda", "CreateFunction", name):
+            arn = call_with_new_role(  # a new role takes a few seconds to be usable by Lambda
+                lambda: self.aws_lambda.create_function(
                     FunctionName=name,
                     Runtime=s.runtime,
                     Role=role_arn,
@@ -410,16 +427,13 @@ class _Apply:
                     Environment={"Variables": environment},
                     Tags=self.p.tags,
                     **options,
-                )["FunctionArn"]
-                break
-            except Exception as exc:
-                from botocore.exceptions import ClientError
-
-                message = str(exc)
-                if isinstance(exc, ClientError) and "cannot be assumed" in message and attempt < 11:
-                    self.sleep(5)
-                    continue
-                raise translate(exc, "lambda", "CreateFunction", name) from None
+                )["FunctionArn"],
+                role_arn=role_arn,
+                service="lambda",
+                operation="CreateFunction",
+                resource=name,
+                sleep=self.sleep,
+            )
         self.up("lambda:function", name, arn=arn)
         return arn
 
@@ -587,9 +601,7 @@ def _map_key(
         plan_record.region,
         {"gateway_route": plan_record.details.get("gateway_route"), "key_id": record.key_id},
     )
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
+    with aws_call("apigateway", "CreateApiKey", name):
         key_id = apigw.create_api_key(
             name=name,
             description=f"usage identifier of llmship key {record.key_id} ({record.name})",
@@ -604,8 +616,6 @@ def _map_key(
         apigw.create_usage_plan_key(
             usagePlanId=plan_record.details["id"], keyId=key_id, keyType="API_KEY"
         )
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, "apigateway", "CreateApiKey", name) from None
     store.set_status("apigateway:api-key", name, "UP", plan_record.region, {"id": key_id})
     remote.put_key(replace(record, details={**record.details, "usage_key": usage_key}))
     return name
@@ -620,18 +630,18 @@ def exposed_deployments(store: StateStore) -> dict[str, list[Resource]]:
     return {d: rs for d, rs in out.items() if any(r.kind == "dynamodb:table" for r in rs)}
 
 
-def sync_key(resources: list[Resource], record: KeyRecord, *, session=None) -> list[str]:
+def sync_key(resources: list[Resource], record: KeyRecord, *, session=None, aws=None) -> list[str]:
     """Bring one exposed gateway up to date with a key change: a new key allowed on its
-    route is copied and mapped; a revoked key is revoked there and its API key disabled."""
-    import boto3
-
+    route is copied and mapped; a revoked key is revoked there and its API key disabled.
+    Without a session, one from `aws` (the config's AwsConfig) in the gateway's region."""
+    from llmship.aws.session import make_session
     from llmship.gateway.dynamo_store import DynamoStore
 
     table = next(r for r in resources if r.kind == "dynamodb:table")
     route = table.details["gateway_route"]
     if not record.allows(route):
         return []
-    session = session or boto3.Session(region_name=table.region)
+    session = session or make_session(aws, region=table.region)
     remote = DynamoStore(table.name, session=session)
     existing = remote.get_key(record.key_id)
     if existing is None and record.active:
@@ -664,11 +674,10 @@ def destroy(store: StateStore, deployment: str, *, session) -> list[str]:
     )
     apigw, iam = client(session, "apigateway"), client(session, "iam")
     aws_lambda, dynamodb = client(session, "lambda"), client(session, "dynamodb")
-    gone = ("NotFoundException", "ResourceNotFoundException", "NoSuchEntity")
     deleted = []
     for r in resources:
         store.set_status(r.kind, r.name, "DELETING", r.region)
-        try:
+        with ignore_not_found(r.kind.split(":")[0], DELETES[r.kind], r.name):
             if r.kind == "apigateway:api-key" and "id" in r.details:
                 apigw.delete_api_key(apiKey=r.details["id"])
             elif r.kind == "apigateway:usage-plan" and "id" in r.details:
@@ -679,7 +688,7 @@ def destroy(store: StateStore, deployment: str, *, session) -> list[str]:
                         patchOperations=[{"op": "remove", "path": "/apiStages", "value": stage}],
                     )
                 except ClientError as exc:
-                    if exc.response["Error"]["Code"] not in gone:
+                    if not is_not_found(exc, "apigateway"):
                         raise
                 apigw.delete_usage_plan(usagePlanId=r.details["id"])
             elif r.kind == "apigateway:rest-api" and "id" in r.details:
@@ -692,9 +701,6 @@ def destroy(store: StateStore, deployment: str, *, session) -> list[str]:
                 iam.delete_role(RoleName=r.name)
             elif r.kind == "dynamodb:table":
                 dynamodb.delete_table(TableName=r.name)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in gone:
-                raise translate(exc, r.kind.split(":")[0], "Delete", r.name) from None
         store.remove(r.kind, r.name, r.region)
         deleted.append(f"{r.kind} {r.name}")
     return deleted

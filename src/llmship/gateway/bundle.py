@@ -39,6 +39,7 @@ MODULES = (
     "llmship/config/section.py",
     "llmship/config/gateway.py",
     "llmship/aws/__init__.py",
+    "llmship/aws/errors.py",
     "llmship/aws/session.py",
     "llmship/deploy/__init__.py",
     "llmship/deploy/invoke.py",

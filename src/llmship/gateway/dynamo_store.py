@@ -16,7 +16,7 @@ import secrets
 import time
 from decimal import Decimal
 
-from llmship.aws.session import translate
+from llmship.aws.errors import aws_call
 from llmship.gateway.keys import KeyRecord
 from llmship.gateway.store import RequestLog
 
@@ -33,21 +33,14 @@ class DynamoStore:
     def __init__(self, table: str, *, session=None, client=None):
         if client is None:
             from llmship.aws.session import client as make_client
+            from llmship.aws.session import make_session
 
-            if session is None:
-                import boto3
-
-                session = boto3.Session()
-            client = make_client(session, "dynamodb")
+            client = make_client(session or make_session(), "dynamodb")
         self.table, self.db = table, client
 
     def _call(self, operation: str, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_call("dynamodb", operation, self.table):
             return getattr(self.db, operation)(TableName=self.table, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "dynamodb", operation, self.table) from None
 
     def put_key(self, record: KeyRecord) -> None:
         item = {

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from llmship.aws.errors import error_code, error_message
 from llmship.config.gateway import GatewayRoute, GatewayTarget
 from llmship.deploy.invoke import generated_text, stream_text
 from llmship.gateway.translate import (
@@ -65,20 +66,12 @@ class TargetFailed(Exception):
 
 
 def boto_clients(service: str, region: str | None, endpoint_url: str | None, timeout_s: float):
-    """A client with few retries (the caller is waiting) and the route's read timeout."""
-    import boto3
-    from botocore.config import Config
+    """A runtime client from llmship's one factory with the route's read timeout: a request
+    that reached the model is sent once (a retry would run, and bill, it twice)."""
+    from llmship.aws.session import make_session, runtime_client
 
-    from llmship import __version__
-
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 2},
-        read_timeout=timeout_s,
-        connect_timeout=10,
-        user_agent_extra=f"llmship-gateway/{__version__}",
-    )
     options = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    return boto3.client(service, region_name=region, config=config, **options)
+    return runtime_client(make_session(region=region), service, timeout_s, **options)
 
 
 def _aws_failure(exc: Exception, where: str) -> TargetFailed:
@@ -88,8 +81,7 @@ def _aws_failure(exc: Exception, where: str) -> TargetFailed:
         return TargetFailed(504, f"{where} did not answer in time")
     if not isinstance(exc, ClientError):
         return TargetFailed(502, f"{where} failed: {exc}")
-    error = exc.response.get("Error", {})
-    code, message = error.get("Code", "Unknown"), error.get("Message", "")
+    code, message = error_code(exc) or "Unknown", error_message(exc)
     original = exc.response.get("OriginalStatusCode")
     if code in BUSY:
         return TargetFailed(503, f"{where} is busy ({code}): {message}", retry_after=1)

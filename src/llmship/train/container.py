@@ -36,9 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llmship.config.loader import LoadedConfig, load_config_dict
+from llmship.config.loader import LoadedConfig, reload_saved
 from llmship.errors import TrainError
 from llmship.runs import RunDir, find_run, new_run
 from llmship.train.source import PROGRAM, write_source
@@ -216,8 +214,7 @@ def prepare_container(
 
     if resume:
         run = find_run(loaded, resume, output)
-        snapshot = yaml.safe_load(run.config.read_text(encoding="utf-8"))
-        loaded = load_config_dict(snapshot, source=str(run.config), base_dir=loaded.base_dir)
+        loaded = reload_saved(run.config, loaded)
     else:
         run = new_run(loaded, output)
         report = prepare_run_data(loaded, run)

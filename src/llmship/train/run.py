@@ -13,10 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from llmship import __version__
-from llmship.config.loader import LoadedConfig, load_config_dict
+from llmship.config.loader import LoadedConfig, reload_saved
 from llmship.data.formatting import PromptFormat, encode_rows, prompt_format_for
 from llmship.data.prepare import DataReport, prepare_data, read_channel
 from llmship.errors import TrainError
@@ -66,10 +64,7 @@ def train(
     reporter = reporter or RecordingReporter()
     if resume:
         run = find_run(loaded, resume, output)
-        snapshot = yaml.safe_load(run.config.read_text(encoding="utf-8"))
-        loaded = load_config_dict(
-            snapshot, overrides, source=str(run.config), base_dir=loaded.base_dir
-        )
+        loaded = reload_saved(run.config, loaded, overrides)
     else:
         run = new_run(loaded, output)
         report = prepare_run_data(loaded, run)

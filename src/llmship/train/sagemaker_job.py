@@ -20,11 +20,12 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from llmship.aws.session import client, make_session, translate
+from llmship.aws.errors import aws_call, ignore_not_found
+from llmship.aws.session import client, make_session
 from llmship.config.loader import LoadedConfig
 from llmship.deploy.images import Image, training_image
 from llmship.errors import DeployError, TrainError
@@ -69,6 +70,7 @@ class JobPlan:
     max_wait_s: int | None
     checkpoint_uri: str
     keep_alive_s: int | None
+    grant: Any = None  # role_grants.RoleGrant: the execution role's extra policy, if any
 
     @property
     def prefix(self) -> str:
@@ -97,6 +99,9 @@ class JobPlan:
             + (f" (spot: waits at most {self.max_wait_s / 3600:g} h)" if self.max_wait_s else ""),
             f"  checkpoints {self.checkpoint_uri}",
         ]
+        if self.grant is not None:
+            lines.append(f"  role grant {self.grant.record}: {self.grant.describe()}")
+            lines += [f"  warning    {warning}" for warning in self.grant.warnings]
         if self.hourly_usd is None:
             lines.append(f"  price      {self.price_note}")
         else:
@@ -309,6 +314,7 @@ def submit(
     if not any(run.channel("train").glob("*.jsonl")):
         raise TrainError(f"{run.channel('train')} holds no data; prepare the run's data first")
     plan = plan_job(loaded, run, region=session.region_name, store=store)
+    plan = replace(plan, grant=_role_grant(session, loaded, plan))
     if not confirm(plan.describe()):
         return None
     common = {"deployment": plan.deployment, "project": plan.project}
@@ -326,6 +332,10 @@ def submit(
     )
     source_uri = _upload(s3, source, f"{plan.prefix}source/sourcedir.tar.gz", reporter)
     store.set_status(S3_KIND, plan.prefix, "UP", plan.region)
+    if plan.grant is not None:  # before the job runs as the role
+        from llmship.aws.role_grants import put_grant
+
+        put_grant(client(session, "iam"), plan.grant, store=store, **common)
     secret_env = _pass_token(session, loaded, plan, store)
     request = job_request(
         loaded, plan, channels=channels, source_uri=source_uri, secret_env=secret_env
@@ -351,6 +361,26 @@ def submit(
     model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
     _write_job_file(run, plan, model_data, "Completed")
     return TrainingJob(plan.job_name, "Completed", model_data, description)
+
+
+def _role_grant(session, loaded: LoadedConfig, plan: JobPlan):
+    """What the execution role needs beyond the project bucket for this job: SageMaker's
+    VPC permissions and a checkpoint_s3_uri in another bucket (read to resume, write to
+    sync). DeployError naming a bucket that does not exist."""
+    from llmship.aws.role_grants import execution_role_grant
+
+    grant = execution_role_grant(
+        session,
+        plan.role_arn,
+        command="train",
+        deployment=plan.deployment,
+        bucket=plan.bucket,
+        vpc=loaded.config.train.sagemaker.vpc,
+        data=[(plan.checkpoint_uri, "read-write")],
+    )
+    if grant is not None and grant.problems:
+        raise DeployError("train.sagemaker: " + "; ".join(grant.problems))
+    return grant
 
 
 def _upload(s3, path: Path, uri: str, reporter: Reporter) -> str:
@@ -405,15 +435,13 @@ def _pass_token(session, loaded, plan: JobPlan, store: StateStore) -> dict[str, 
 
 
 def _create(sm, request: dict, plan: JobPlan, store: StateStore, sleep) -> None:
-    from botocore.exceptions import ClientError
-
     from llmship.aws.iam import call_with_new_role
 
     details = {"image": plan.image.uri, "instance_type": plan.instance_type, "status": "Creating"}
     store.record_creating(
         JOB_KIND, plan.job_name, plan.deployment, plan.project, plan.region, details
     )
-    try:
+    with aws_call("sagemaker", "CreateTrainingJob", plan.job_name):
         call_with_new_role(
             lambda: sm.create_training_job(**request),
             role_arn=plan.role_arn,
@@ -422,8 +450,6 @@ def _create(sm, request: dict, plan: JobPlan, store: StateStore, sleep) -> None:
             resource=plan.job_name,
             sleep=sleep,
         )
-    except ClientError as exc:
-        raise translate(exc, "sagemaker", "CreateTrainingJob", plan.job_name) from None
     store.set_status(JOB_KIND, plan.job_name, "UP", plan.region, {"status": "InProgress"})
 
 
@@ -448,9 +474,8 @@ class JobLogs:
         self.tokens: dict[str, str | None] = {}
 
     def poll(self) -> list[str]:
-        from botocore.exceptions import ClientError
-
-        try:
+        lines: list[str] = []
+        with ignore_not_found("logs", "GetLogEvents", f"{LOG_GROUP} {self.job_name}"):
             streams = [
                 s["logStreamName"]
                 for page in self.logs.get_paginator("describe_log_streams").paginate(
@@ -458,13 +483,8 @@ class JobLogs:
                 )
                 for s in page.get("logStreams", [])
             ]
-            lines = []
             for stream in sorted(streams):
                 lines += self._read(stream, len(streams) > 1)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return []
-            raise translate(exc, "logs", "GetLogEvents", f"{LOG_GROUP} {self.job_name}") from None
         return lines
 
     def _read(self, stream: str, label: bool) -> list[str]:
@@ -505,16 +525,12 @@ def wait_for_job(
     """Poll until the job ends, printing its status changes and its log lines; the final
     description when it Completed, else TrainError with FailureReason and the last
     `tail` log lines. The state record gets the outcome (and model_data)."""
-    from botocore.exceptions import ClientError
-
     reporter = reporter or RecordingReporter()
     stream, last_lines = JobLogs(logs, name), deque(maxlen=tail)
     started, seen = clock(), None
     while True:
-        try:
+        with aws_call("sagemaker", "DescribeTrainingJob", name):
             found = sm.describe_training_job(TrainingJobName=name)
-        except ClientError as exc:
-            raise translate(exc, "sagemaker", "DescribeTrainingJob", name) from None
         status, secondary = found["TrainingJobStatus"], found.get("SecondaryStatus", "")
         if (status, secondary) != seen:
             reporter.message(f"{name}: {status} ({secondary}) after {clock() - started:.0f} s")
