@@ -39,6 +39,7 @@ test: $(STAMP) $(HF4_STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/vulture
 
 clean:
 	rm -rf $(VENV) $(HF4) demo-run .pytest_cache

@@ -499,6 +499,59 @@ def test_a_failing_quota_service_is_reported_not_fatal(quotas):
     assert "ServiceException" in check.message
 
 
+HTML_ERROR_PAGE = """<!DOCTYPE html>
+<html><head><title>503 Service Temporarily Unavailable</title></head>
+<body><center><h1>503 Service Temporarily Unavailable</h1></center><hr>
+<center>awselb/2.0</center></body></html>
+"""
+
+
+def test_a_quota_service_answering_an_html_page_gives_one_plan_line(quotas):
+    """A load balancer in front of a failing Service Quotas answers with an HTML page
+    (botocore makes it the error's message, the HTTP status its code): the plan shows
+    the code and what to do on one line, not the page."""
+    from rich.console import Console
+
+    from llmship.deploy.cost import Cost
+    from llmship.deploy.plan import Plan, render
+
+    session, stub = quotas
+    stub.add_client_error("list_service_quotas", "", HTML_ERROR_PAGE, 503)
+    check = check_instance_quota(session, "ml.g5.xlarge", 1)
+    assert check.ok and check.limit is None
+    assert check.message == (
+        "could not check the quota 'ml.g5.xlarge for endpoint usage': Service Quotas "
+        "answered 503; Service Quotas is failing (a later plan checks again); SageMaker "
+        "checks the limit when it creates the endpoint"
+    )
+    plan = Plan(
+        target="sagemaker",
+        deployment="demo",
+        project="p",
+        region="us-east-1",
+        kind="realtime",
+        actions=[],
+        cost=Cost(1.21, ""),
+        quota=check,
+    )
+    console = Console(record=True, width=400)
+    console.print(render(plan))
+    [quota_line] = [line for line in console.export_text().splitlines() if "quota" in line]
+    assert quota_line.startswith("quota: could not check") and "<" not in quota_line
+
+
+def test_a_refused_quota_read_names_the_permission(quotas):
+    session, stub = quotas
+    stub.add_client_error(
+        "list_service_quotas", "AccessDeniedException", "User is not authorized", 400
+    )
+    check = check_instance_quota(session, "ml.p4d.24xlarge", 1, usage="training")
+    assert check.ok and "\n" not in check.message
+    assert "answered AccessDeniedException (HTTP 400): User is not authorized" in check.message
+    assert "grant servicequotas:ListServiceQuotas" in check.message
+    assert check.message.endswith("when it creates the training job")
+
+
 def test_other_quota_errors_are_aws_errors(quotas):
     from llmship.errors import AwsError
 

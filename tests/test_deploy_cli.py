@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -20,7 +20,7 @@ from llmship.deploy.cost import HOURS_PER_MONTH, Cost, running_cost
 from llmship.deploy.limits import LIMITS
 from llmship.deploy.local import SERVER_KIND, LocalTarget
 from llmship.deploy.plan import Action, Plan, render
-from llmship.deploy.target import recorded, request_for
+from llmship.deploy.target import DeploymentStatus, recorded, request_for
 from llmship.errors import DeployError
 from llmship.runs import RunDir
 from llmship.state import StateStore
@@ -201,3 +201,116 @@ def test_local_target_serves_a_run_in_the_background(tiny_llama, tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert target.destroy(plan.deployment) == []
+
+
+@pytest.mark.slow
+def test_deploy_local_then_invoke_it_by_name(tiny_llama, tmp_path, monkeypatch):
+    """The next step `deploy --target local` prints works as printed: no --target, no
+    endpoint URL, no AWS credentials."""
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs" / "20260101-120000"
+    shutil.copytree(tiny_llama, root / "model")
+    (root / "config.yaml").write_text("{}\n")
+    config = tmp_path / "llmship.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "project": {"name": "mine"},
+                "model": {"name_or_path": str(tiny_llama)},
+                "data": {"source": "d.jsonl"},
+            }
+        )
+    )
+    runner = CliRunner()
+    name = "mine-20260101-120000"
+    deployed = runner.invoke(app, ["deploy", str(root), "--target", "local", "-c", str(config)])
+    assert deployed.exit_code == 0, deployed.output
+    try:
+        assert f"next: llmship invoke {name} --prompt" in deployed.output
+        answer = runner.invoke(
+            app, ["invoke", name, "--prompt", "Hello", "--param", "max_new_tokens=4"]
+        )
+        assert answer.exit_code == 0, answer.output
+        assert answer.stdout.strip()
+        streamed = runner.invoke(
+            app, ["invoke", name, "--prompt", "Hello", "--param", "max_new_tokens=4", "--stream"]
+        )
+        assert streamed.exit_code == 0, streamed.output
+    finally:
+        gone = runner.invoke(app, ["destroy", name, "--yes"])
+        assert gone.exit_code == 0, gone.output
+    assert recorded(StateStore()) == {}
+
+
+class GivenStatus:
+    """A target that reports the given rows (the layout is under test here, not AWS)."""
+
+    def __init__(self, rows: dict[str, DeploymentStatus]):
+        self.rows = rows
+
+    def status(self, deployment, resources, *, idle_hours=None) -> DeploymentStatus:
+        return self.rows[deployment]
+
+
+STATUS_ROWS = [
+    DeploymentStatus(
+        deployment="summarizer-prod-20260101-120000",
+        target="sagemaker",
+        address="summarizer-prod-20260101-120000",
+        state="InService",
+        instance="1 x ml.g5.2xlarge",
+        hourly_usd=1.52,
+        spent_usd=3.04,
+        ttl_left=timedelta(hours=7, minutes=59),
+        idle=True,
+        resources=5,
+    ),
+    DeploymentStatus(
+        deployment="local-20260101-120000",
+        target="local",
+        address="http://127.0.0.1:8080",
+        state="running",
+        instance="this machine",
+        hourly_usd=None,
+        spent_usd=None,
+        ttl_left=None,
+        idle=None,
+        resources=1,
+    ),
+]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_status_shows_names_states_prices_and_ttls_whole_at_any_width(
+    columns, tmp_path, monkeypatch
+):
+    from llmship.cli._common import console
+    from llmship.deploy import target as targets
+
+    monkeypatch.chdir(tmp_path)
+    store = StateStore()
+    for row in STATUS_ROWS:
+        store.record_creating("sagemaker:endpoint", row.deployment, row.deployment, "p")
+    given = GivenStatus({row.deployment: row for row in STATUS_ROWS})
+    monkeypatch.setattr(targets, "get_target", lambda *args, **kwargs: given)
+    monkeypatch.setattr(console, "width", None)  # follow COLUMNS, as in a terminal
+    result = CliRunner().invoke(app, ["status"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= columns
+    for whole in (
+        *("summarizer-prod-20260101-120000", "InService (idle)", "$1.52", "7h59m", "$3.04"),
+        *("1 x ml.g5.2xlarge", "local-20260101-120000", "running", "http://127.0.0.1:8080"),
+    ):
+        assert whole in result.output
+    if columns == 200:  # the table, as before
+        header = next(line for line in result.output.splitlines() if "deployment" in line)
+        for column in ("target", "state", "instance", "per hour", "spent", "ttl left", "at"):
+            assert column in header
+    else:  # a block per deployment: what matters first
+        assert "deployment" not in result.output
+        assert "InService (idle) · per hour $1.52 · ttl left 7h59m" in result.output

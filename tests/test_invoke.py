@@ -20,6 +20,7 @@ from botocore.stub import ANY, Stubber
 from typer.testing import CliRunner
 
 from helpers import runtime
+from llmship.bedrock.target import IMPORTED_KIND, PT_KIND
 from llmship.cli import app, invoke_cmd
 from llmship.config.schema import EvalConfig
 from llmship.data.loading import Row
@@ -33,10 +34,12 @@ from llmship.deploy.invoke import (
     prompt_body,
     stream_text,
 )
+from llmship.deploy.local import SERVER_KIND
 from llmship.errors import AwsError, DeployError
 from llmship.serve.app import create_app
 from llmship.serve.background import running
 from llmship.serve.limits import limits_for
+from llmship.state import StateStore
 from llmship.train.evaluation import endpoint_generator, evaluate, prompt_format_of, report_paths
 
 DIALOGUE = samsum_rows()[300]["dialogue"]
@@ -173,6 +176,117 @@ def test_marketplace_style_body_goes_through_as_it_is(tmp_path, no_aws):
         "content_type": "application/vnd.market+json",
         "text": "hello",
     }
+
+
+# ---- the deployment's recorded target decides how it is invoked ---------------------------
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
+    return StateStore()
+
+
+@pytest.fixture()
+def no_credentials(no_aws, tmp_path, monkeypatch):
+    """No AWS credentials or region anywhere: what a local-only user has."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+def record_local(store: StateStore, name: str, url: str) -> None:
+    """What `deploy --target local` records for a server it started."""
+    store.record_creating(SERVER_KIND, name, name, "demo")
+    store.set_status(SERVER_KIND, name, "UP", details={"url": url, "pid": 0})
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_a_local_deployment_answers_invoke_without_target_or_credentials(tmp_path, store):
+    """`deploy --target local` prints `llmship invoke NAME --prompt ...` as the next step:
+    that must reach the local server, not ask for AWS credentials."""
+    root = tmp_path / "artifact"
+    (root / "code").mkdir(parents=True)
+    (root / "code" / "inference.py").write_text(textwrap.dedent(ECHO))
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"text": "hello local", "request_output_len": 5}))
+    with running(create_app(root, "mine", limits_for("realtime"))) as url:
+        record_local(store, "mine", url)
+        result = runner.invoke(app, ["invoke", "mine", "--body", str(request)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["text"] == "hello"
+
+        explicit = runner.invoke(
+            app, ["invoke", "mine", "--target", "local", "--body", str(request)]
+        )
+        assert explicit.exit_code == 0, explicit.output
+
+    for wrong in ("sagemaker", "bedrock"):
+        refused = runner.invoke(app, ["invoke", "mine", "--target", wrong, "--prompt", "x"])
+        assert isinstance(refused.exception, DeployError)
+        message = str(refused.exception)
+        assert f"--target {wrong} contradicts" in message and "deployed to local" in message
+    asynchronous = runner.invoke(app, ["invoke", "mine", "--async", "--prompt", "x"])
+    assert asynchronous.exit_code == 2 and "runs locally" in asynchronous.output
+    nothing = runner.invoke(app, ["invoke", "other", "--target", "local", "--prompt", "x"])
+    assert isinstance(nothing.exception, DeployError)
+    assert "no local server recorded for other" in str(nothing.exception)
+
+
+def test_a_bedrock_deployment_is_invoked_through_bedrock_without_target(store, no_aws, monkeypatch):
+    arn = "arn:aws:bedrock:us-west-2:123456789012:provisioned-model/abc123"
+    store.record_creating(PT_KIND, "demo-pt", "demo-dep", "demo", "us-west-2", {"arn": arn})
+    runtime = boto3.client(
+        "bedrock-runtime", region_name="us-west-2", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    regions = []
+
+    def session(loaded, local, region=None):
+        regions.append(region)
+        return runtime  # the Bedrock calls take a session or a ready client
+
+    monkeypatch.setattr(invoke_cmd, "_session", session)
+    with Stubber(runtime) as stubber:
+        stubber.add_response(
+            "converse",
+            {
+                "output": {"message": {"role": "assistant", "content": [{"text": "Lunch at 1."}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 5, "outputTokens": 3, "totalTokens": 8},
+                "metrics": {"latencyMs": 10},
+            },
+            {
+                "modelId": arn,
+                "messages": [{"role": "user", "content": [{"text": "Anna: lunch?"}]}],
+                "inferenceConfig": {"maxTokens": 20, "temperature": 0.0},
+            },
+        )
+        result = runner.invoke(
+            app, ["invoke", "demo-dep", "--prompt", "Anna: lunch?", "--param", "max_new_tokens=20"]
+        )
+        stubber.assert_no_pending_responses()
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Lunch at 1.\n" and regions == ["us-west-2"]
+
+    refused = runner.invoke(app, ["invoke", "demo-dep", "--target", "sagemaker", "--prompt", "x"])
+    assert isinstance(refused.exception, DeployError)
+    assert "deployed to bedrock" in str(refused.exception)
+    body = runner.invoke(app, ["invoke", "demo-dep", "--body", "-"], input="{}")
+    assert body.exit_code == 2 and "answers through Bedrock" in body.output
+
+
+def test_an_imported_model_and_an_exposed_api_route_by_their_records(store, no_aws):
+    store.record_creating(IMPORTED_KIND, "m", "imported", "demo", "us-west-2", {"arn": "arn:m"})
+    assert invoke_cmd.route("imported", None) == "bedrock"
+    assert invoke_cmd.route("imported", "bedrock") == "bedrock"
+    store.record_creating("lambda:function", "f", "api", "demo", details={"gateway_route": "r"})
+    result = runner.invoke(app, ["invoke", "api", "--prompt", "x"])
+    assert isinstance(result.exception, DeployError)
+    assert "api is a gateway deployment, not a model endpoint" in str(result.exception)
+    # A name llmship did not deploy is an endpoint (e.g. one made in the console).
+    assert invoke_cmd.route("made-elsewhere", None) == "sagemaker"
+    assert invoke_cmd.route("made-elsewhere", "bedrock") == "bedrock"
 
 
 # ---- async: moto S3, Stubber InvokeEndpointAsync ----------------------------------------
@@ -336,6 +450,25 @@ def test_eval_through_the_endpoint_equals_local_generation(trained, server, no_a
     assert result.exit_code == 0, result.output
     assert "sagemaker-tiny" in result.stdout
     assert predictions("sagemaker-tiny") == predictions("local")
+
+
+def test_eval_goes_through_the_target_the_endpoint_was_deployed_to(trained, server, store, no_aws):
+    """`eval --endpoint NAME` asks the deployment where it was deployed: here a local one,
+    at its recorded URL; a --target that contradicts the record is refused."""
+    run = trained[0]
+    rows = samsum_rows()[300:302]
+    write_channel([Row(str(i), r) for i, r in enumerate(rows)], run.channel("test"), "test")
+    record_local(store, "tiny", server)
+    base = ["eval", str(run.root), "--config", str(run.config), "--set", "eval.max_samples=2"]
+    result = runner.invoke(app, [*base, "--endpoint", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert "local-tiny" in result.stdout
+    assert json.loads(report_paths(run, "local-tiny")[0].read_text())["rows"] == 2
+
+    refused = runner.invoke(app, [*base, "--target", "bedrock", "--endpoint", "tiny"])
+    assert isinstance(refused.exception, DeployError)
+    assert "--target bedrock contradicts" in str(refused.exception)
+    assert "deployed to local" in str(refused.exception)
 
 
 def test_eval_target_must_be_known(trained, no_aws):

@@ -23,6 +23,7 @@ from llmship.errors import TrainError
 from llmship.train.environment import TrainingEnvironment
 
 SPLIT_NAMES = ("train", "validation", "test")
+LATEST = "latest"  # names the newest run wherever a command takes a run
 
 
 @dataclass(frozen=True)
@@ -105,18 +106,27 @@ def new_run(loaded: LoadedConfig, output: str | Path | None = None) -> RunDir:
 def find_run(loaded: LoadedConfig, which: str | Path, output: str | Path | None = None) -> RunDir:
     """A run by path, by id under runs/, or "latest"."""
     root = runs_root(loaded, output)
-    if str(which) == "latest":
-        runs = (
-            sorted(p for p in root.glob("*") if (p / "config.yaml").exists())
-            if root.exists()
-            else []
+    path = resolve_run_argument(which, root)
+    if not _is_run(path):
+        raise TrainError(
+            f"run {which!r} not found (looked in {root}); give a run directory or 'latest'"
         )
+    return RunDir(path)
+
+
+def resolve_run_argument(which: str | Path, root: Path) -> Path:
+    """What a command's RUN argument names, the same for every command that takes one:
+    "latest" (the newest run under `root`), a run id under `root`, or else the path as
+    given (a run directory, or what a command also accepts: a model directory, an
+    artifact). Whether that path will do is for the command to say."""
+    if str(which) == LATEST:
+        runs = sorted(p for p in root.glob("*") if _is_run(p)) if root.exists() else []
         if not runs:
             raise TrainError(f"no runs under {root}; run `llmship train` first")
-        return RunDir(runs[-1])
-    for candidate in (Path(which), root / str(which)):
-        if (candidate / "config.yaml").exists():
-            return RunDir(candidate)
-    raise TrainError(
-        f"run {which!r} not found (looked in {root}); give a run directory or 'latest'"
-    )
+        return runs[-1]
+    given, by_id = Path(which), root / str(which)
+    return by_id if not _is_run(given) and _is_run(by_id) else given
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.yaml").exists()

@@ -32,7 +32,6 @@ from llmship.state import StateStore, state_path
 
 JOB_KIND = "bedrock:customization-job"
 MODEL_KIND = "bedrock:custom-model"
-RUNNING = ("InProgress", "Stopping")
 
 
 def hyperparameters(config, model: BaseModel) -> dict[str, str]:

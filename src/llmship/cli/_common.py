@@ -58,17 +58,22 @@ NEXT_STEP = {
 
 
 def quiet_libraries() -> None:
-    """Keep the terminal for llmship's own progress: no library progress bars or notices."""
+    """Keep the terminal for llmship's own progress: no library progress bars or notices.
+
+    Said through the environment variables transformers and huggingface_hub read when
+    they are first imported, so that commands which load no model never import them
+    (importing transformers alone takes over a second on a small machine). A process
+    that has imported transformers already (a test session) is quieted directly."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
-    try:
+    if sys.modules.get("transformers") is not None:  # None: blocked, as in a test
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def name_command(ctx: typer.Context) -> None:
@@ -111,7 +116,10 @@ def _wrap_commands(command, path: tuple[str, ...]) -> None:
 
 
 def load(config: Path | None, overrides: list[str] | None) -> LoadedConfig:
-    return load_config(config, overrides or [])
+    """The config with no optional section required: a command that reads model or data
+    asks for them (`loaded.require("model", "data", command="train")`), so a config kept
+    for the gateway, `invoke` or `status` needs neither."""
+    return load_config(config, overrides or [], require=())
 
 
 def fail(exc: LlmshipError) -> NoReturn:

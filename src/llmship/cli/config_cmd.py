@@ -18,4 +18,5 @@ def show(config: ConfigOption = None, set_: SetOption = None) -> None:
     """
     loaded = load(config, set_)
     tree = loaded.config.model_dump(mode="json")
+    tree = {name: value for name, value in tree.items() if value is not None}  # sections left out
     console.print(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True), highlight=False)

@@ -33,7 +33,7 @@ def prepare(
     from llmship.data.prepare import prepare_data
     from llmship.models.loading import detect_kind, load_tokenizer
 
-    loaded = load(config, set_)
+    loaded = load(config, set_).require("model", "data", command="data prepare")
     model_cfg = loaded.config.model
     source = loaded.resolve_path(model_cfg.name_or_path)
     tokenizer = load_tokenizer(model_cfg, source)
@@ -73,7 +73,7 @@ def export(
 
     if format_ != "bedrock":
         raise typer.BadParameter(f"{format_!r}; the one format is bedrock", param_hint="--format")
-    loaded = load(config, set_)
+    loaded = load(config, set_).require("data", command="data export")
     report = export_dataset(loaded, out or loaded.base_dir / "data-bedrock")
     table = Table("split", "records", "file")
     for split, count in report.records.items():

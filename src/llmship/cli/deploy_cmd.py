@@ -5,14 +5,19 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from llmship.cli._common import ConfigOption, OutputOption, SetOption, console, load
 from llmship.config.loader import DEFAULT_CONFIG_NAME
 from llmship.errors import DeployError
+
+if TYPE_CHECKING:
+    from llmship.deploy.target import DeploymentStatus
 
 
 def _confirm(question: str, yes: bool, what: str) -> None:
@@ -95,6 +100,10 @@ def deploy(
     if create_s3_endpoint:
         overrides.append("deploy.vpc.create_s3_endpoint=true")
     loaded = load(config, overrides)
+    chosen_deploy = loaded.config.deploy
+    if chosen_deploy.target == "sagemaker" and chosen_deploy.hub_model_id is None:
+        # The instance is sized, and TGI's token limits set, from model.max_length.
+        loaded.require("model", command="deploy --target sagemaker")
     found = find_run(loaded, run, output) if run else None
     request = request_for(loaded, found)
     chosen = get_target(loaded.config.deploy.target, StateStore(), loaded.config.aws)
@@ -166,10 +175,7 @@ def status(
         raise DeployError("--adopt records what --discover finds: pass both")
     if discover:
         _discover(store, aws, _project(config, set_), adopt)
-    table = Table(
-        "deployment", "target", "state", "instance", "per hour", "spent", "ttl left", "at"
-    )
-    notes = []
+    rows, notes = [], []
     for deployment, resources in recorded(store).items():
         chosen = get_target(target_of(resources), store, aws)
         if refresh:
@@ -179,24 +185,70 @@ def status(
             if not resources:
                 continue
         row = chosen.status(deployment, resources, idle_hours=idle)
-        state = f"[yellow]{row.state} (idle)[/]" if row.idle else row.state
-        table.add_row(
-            row.deployment,
-            row.target,
-            state,
-            row.instance,
-            "-" if row.hourly_usd is None else f"${row.hourly_usd:.2f}",
-            "-" if row.spent_usd is None else f"${row.spent_usd:.2f}",
-            _duration(row.ttl_left),
-            row.address,
-        )
+        rows.append(row)
         notes += [f"{deployment}: {note}" for note in row.notes]
-    if not table.rows:
+    if not rows:
         console.print("no deployments recorded")
     else:
-        console.print(table)
+        _print_status(rows)
     for note in notes:
         console.print(note, highlight=False)
+
+
+STATUS_COLUMNS = (
+    "deployment",
+    "target",
+    "state",
+    "instance",
+    "per hour",
+    "spent",
+    "ttl left",
+    "at",
+)
+
+UNBOUNDED_WIDTH = 10_000
+
+
+def _status_cells(row: DeploymentStatus) -> dict[str, str]:
+    """One deployment's cells by column (rich markup: an idle deployment's state in yellow)."""
+    return dict(
+        zip(
+            STATUS_COLUMNS,
+            (
+                row.deployment,
+                row.target,
+                f"[yellow]{row.state} (idle)[/]" if row.idle else row.state,
+                row.instance,
+                "-" if row.hourly_usd is None else f"${row.hourly_usd:.2f}",
+                "-" if row.spent_usd is None else f"${row.spent_usd:.2f}",
+                _duration(row.ttl_left),
+                row.address,
+            ),
+            strict=True,
+        )
+    )
+
+
+def _print_status(rows: list[DeploymentStatus]) -> None:
+    """One table where the terminal is wide enough to show every cell uncut. A narrower one
+    (an 80-column terminal cut every cell to "sagema…") gets a block per deployment: its
+    name on a line of its own, then state, price and TTL, then the rest, all in full."""
+    table = Table(*STATUS_COLUMNS)
+    for row in rows:
+        table.add_row(*_status_cells(row).values())
+    unbounded = console.options.update_width(UNBOUNDED_WIDTH)  # measured where nothing is cut
+    if console.measure(table, options=unbounded).maximum <= console.width:
+        console.print(table)
+        return
+    for row in rows:
+        cells = _status_cells(row)
+        console.print(f"[bold]{row.deployment}[/]", highlight=False)
+        for line in (
+            f"{cells['state']} · per hour {cells['per hour']} · ttl left {cells['ttl left']}",
+            f"{row.target} · {row.instance} · spent {cells['spent']}",
+            f"at {row.address}",
+        ):
+            console.print(Padding(Text.from_markup(line), (0, 0, 0, 2), expand=False))
 
 
 def _project(config: Path | None, overrides: list[str] | None) -> str | None:

@@ -79,12 +79,15 @@ def invoke_command(
         ),
     ] = None,
     target: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="sagemaker (an endpoint, through sagemaker-runtime) or bedrock (a Bedrock "
-            "deployment: Converse / ConverseStream, InvokeModel for imported models)."
+            help="local (a `deploy --target local` server, at its recorded URL), sagemaker "
+            "(an endpoint, through sagemaker-runtime) or bedrock (a Bedrock deployment: "
+            "Converse / ConverseStream, InvokeModel for imported models). Default: the "
+            "target NAME was deployed to, as the state store records it; else sagemaker.",
+            show_default=False,
         ),
-    ] = "sagemaker",
+    ] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -92,20 +95,37 @@ def invoke_command(
 
     Examples: llmship invoke my-model --prompt "Anna: lunch at 1?" --stream |
     llmship invoke market-model --body req.json --content-type application/json --output out.json |
-    llmship invoke my-project-20260101-120000 --target bedrock --prompt "Anna: lunch?" --stream
+    llmship invoke my-project-20260101-120000 --prompt "Anna: lunch?" --stream
     """
     from llmship.deploy.invoke import invoke, invoke_async, invoke_stream
 
-    if target not in ("sagemaker", "bedrock"):
-        raise typer.BadParameter(f"{target!r}; choose sagemaker or bedrock", param_hint="--target")
+    if target not in (None, *INVOKED_AS.values()):
+        raise typer.BadParameter(
+            f"{target!r}; choose local, sagemaker or bedrock", param_hint="--target"
+        )
+    target = route(name, target)
     if target == "bedrock":
-        if body is not None or async_ or endpoint_url or accept:
+        options = {
+            "--body": body,
+            "--async": async_,
+            "--endpoint-url": endpoint_url,
+            "--accept": accept,
+        }
+        extra = [option for option, value in options.items() if value]
+        if extra:
             raise typer.BadParameter(
-                "--target bedrock takes --prompt (with --param, --stream, --output)",
-                param_hint="--target",
+                f"{name} answers through Bedrock, which takes --prompt (with --param, "
+                "--stream, --output)",
+                param_hint=extra[0],
             )
         _invoke_bedrock(_load_if_present(config, set_), name, prompt, param, stream, output)
         return
+    if target == "local":
+        if async_:
+            raise typer.BadParameter(
+                f"{name} runs locally, which answers each request directly", param_hint="--async"
+            )
+        endpoint_url = endpoint_url or local_url(name)
     if stream and async_:
         raise typer.BadParameter("choose one of --stream and --async", param_hint="--stream")
     if stream and accept:
@@ -127,6 +147,49 @@ def invoke_command(
         return
     answer = invoke(runtime, name, body=payload, content_type=content_type, accept=accept)
     _write_answer(answer.body, output)
+
+
+# How a recorded target is invoked: sagemaker-runtime (a local deployment speaks the same
+# Runtime API at its own URL) or Bedrock's runtime, which answers both Bedrock targets.
+INVOKED_AS = {
+    "local": "local",
+    "sagemaker": "sagemaker",
+    "bedrock": "bedrock",
+    "bedrock-import": "bedrock",
+}
+
+
+def route(name: str, given: str | None) -> str:
+    """How NAME is invoked (local, sagemaker or bedrock): through the target the state
+    store records for it, so nobody has to repeat `--target` after `deploy`; `given` (an
+    explicit --target) must agree with that record. A name the store does not record (an
+    endpoint created outside llmship) is `given`, else a SageMaker endpoint."""
+    from llmship.deploy.target import recorded_target
+    from llmship.state import StateStore, state_path
+
+    # An absent store records nothing: reading it must not create one.
+    recorded = recorded_target(StateStore(), name) if state_path().is_file() else None
+    if recorded is None:
+        return given or "sagemaker"
+    if recorded not in INVOKED_AS:  # an API exposed with `llmship expose --target aws`
+        raise DeployError(
+            f"{name} is a {recorded} deployment, not a model endpoint: call its URL "
+            "(`llmship status` shows it) with an API key"
+        )
+    if given is not None and given != INVOKED_AS[recorded]:
+        raise DeployError(
+            f"--target {given} contradicts the record of {name}: it was deployed to "
+            f"{recorded} (state store {state_path()}); drop --target, or name another deployment"
+        )
+    return INVOKED_AS[recorded]
+
+
+def local_url(name: str) -> str:
+    """Where the local deployment NAME serves (the state store records its URL)."""
+    from llmship.deploy.local import server_url
+    from llmship.state import StateStore
+
+    return server_url(StateStore(), name)
 
 
 def _invoke_bedrock(
@@ -152,7 +215,7 @@ def _invoke_bedrock(
     from llmship.state import StateStore
 
     if prompt is None:
-        raise typer.BadParameter("--target bedrock needs --prompt", param_hint="--prompt")
+        raise typer.BadParameter(f"a Bedrock deployment ({name}) needs it", param_hint="--prompt")
     from pydantic import ValidationError
 
     base = loaded.config.eval.generation if loaded else GenerationConfig()

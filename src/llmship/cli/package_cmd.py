@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from llmship.cli._common import ConfigOption, SetOption, console, err_console, load
+from llmship.cli._runs import RUN_HELP, run_argument
 from llmship.package.containers import DEFAULT_TRANSFORMERS, TRANSFORMERS_VERSIONS
 
 VersionOption = Annotated[
@@ -32,7 +33,7 @@ def _package_settings(config: Path | None, overrides: list[str] | None):
 
 
 def package(
-    source: Annotated[Path, typer.Argument(help="A run directory or a model directory.")],
+    source: Annotated[str, typer.Argument(help=f"A run ({RUN_HELP}) or a model directory.")],
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -52,21 +53,22 @@ def package(
     """Build a SageMaker model artifact (model files at the root, code/inference.py), then
     validate it.
 
-    Example: llmship package runs/20260101-120000 --format uncompressed
+    Example: llmship package latest --format uncompressed
     """
     from llmship.errors import PackageError
     from llmship.package.build import build_artifact, model_dir_of
     from llmship.package.validate import validate_artifact
 
+    source_dir = run_argument(source, config, set_)
     settings = _package_settings(config, set_)
     fmt = fmt or settings.format
     transformers_version = transformers_version or settings.transformers_version
     if fmt not in ("tar.gz", "uncompressed"):
         raise PackageError(f"--format {fmt!r}: choose tar.gz or uncompressed")
     if out is None:
-        root = model_dir_of(source).parent / "artifact"
+        root = model_dir_of(source_dir).parent / "artifact"
         out = root / ("model.tar.gz" if fmt == "tar.gz" else "model")
-    artifact = build_artifact(source, out, fmt, transformers_version)  # type: ignore[arg-type]
+    artifact = build_artifact(source_dir, out, fmt, transformers_version)  # type: ignore[arg-type]
     rewritten = f"; rewrote {', '.join(artifact.rewritten)} for it" if artifact.rewritten else ""
     console.print(
         f"{artifact.format} artifact for transformers {artifact.transformers_version}"
@@ -116,7 +118,7 @@ def _report(findings) -> None:
 
 
 def publish(
-    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    run: Annotated[str, typer.Argument(help=f"The run: {RUN_HELP}.")],
     hub: Annotated[str, typer.Option(help="Hub repo id, e.g. my-org/samsum-llama.")],
     adapter_only: Annotated[bool, typer.Option(help="Publish the LoRA adapter only.")] = False,
     license_id: Annotated[
@@ -128,16 +130,19 @@ def publish(
     public: Annotated[
         bool, typer.Option(help="Create the repo public (default: private).")
     ] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Push the merged model (or the adapter) to the Hugging Face Hub with a model card.
     The token comes from HF_TOKEN or `huggingface-cli login`.
 
-    Example: llmship publish runs/20260101-120000 --hub my-org/samsum-llama --adapter-only
+    Example: llmship publish latest --hub my-org/samsum-llama --adapter-only
     """
     from llmship.publish.hub import publish as push
     from llmship.runs import RunDir
 
-    published = push(RunDir(run), hub, adapter_only, license_id, private=not public)
+    found = RunDir(run_argument(run, config, set_))
+    published = push(found, hub, adapter_only, license_id, private=not public)
     console.print(
         f"published {len(published.files)} files to {published.repo_id}: "
         f"{', '.join(published.files)}\n{published.url}"

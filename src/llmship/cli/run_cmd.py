@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from llmship.cli._common import ConfigOption, OutputOption, SetOption, console, load
+from llmship.cli._runs import RUN_HELP, run_argument
 from llmship.config.templates import TEMPLATES, write_template
 from llmship.progress import RichReporter
 
@@ -82,6 +83,9 @@ def train_command(
         overrides.append(f"train.target={target}")
     loaded = load(config, overrides)
     target = loaded.config.train.target
+    # Bedrock tunes its own base model (bedrock.base_model_id): only the data is read here.
+    needs = ("data",) if target == "bedrock" else ("model", "data")
+    loaded.require(*needs, command="train" if target == "local" else f"train --target {target}")
     if python is not None and target != "local-container":
         raise typer.BadParameter("goes with --target local-container", param_hint="--python")
     reporter = RichReporter()
@@ -158,13 +162,15 @@ def eval_command(
     set_: SetOption = None,
     output: OutputOption = None,
     target: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Where the model generates: local (the run's model here), sagemaker "
             "(the deployed endpoint answers the same rows) or bedrock (the Bedrock deployment "
-            "answers them)."
+            "answers them). Default: with --endpoint or --endpoint-url, the target the "
+            "deployment was deployed to, as the state store records it; else local.",
+            show_default=False,
         ),
-    ] = "local",
+    ] = None,
     endpoint: Annotated[
         str | None,
         typer.Option(
@@ -184,27 +190,37 @@ def eval_command(
     """Score a trained run with ROUGE-1/2/L on its test split; write a report and plots.
 
     Examples: llmship eval latest --set eval.max_samples=50 |
-    llmship eval latest --target sagemaker --endpoint my-endpoint
+    llmship eval latest --endpoint my-endpoint
     """
+    from llmship.cli.invoke_cmd import local_url, route
+    from llmship.deploy.names import default_name
     from llmship.runs import find_run
     from llmship.train.evaluation import evaluate, report_paths
 
-    if target not in ("local", "sagemaker", "bedrock"):
+    if target not in (None, "local", "sagemaker", "bedrock"):
         raise typer.BadParameter(
             f"{target!r}; choose local, sagemaker or bedrock", param_hint="--target"
         )
     if target == "local" and (endpoint or endpoint_url):
         raise typer.BadParameter("goes with --target sagemaker or bedrock", param_hint="--endpoint")
-    if target == "bedrock" and endpoint_url:
-        raise typer.BadParameter("goes with --target sagemaker", param_hint="--endpoint-url")
     loaded = load(config, set_)
     found = find_run(loaded, run, output)
-    if target == "local":
-        report = evaluate(found, loaded.config.eval, RichReporter())
-    elif target == "bedrock":
-        report = _eval_on_bedrock(loaded, found, endpoint)
+    cfg = loaded.config
+    if target == "local" or (target is None and endpoint is None and endpoint_url is None):
+        report = evaluate(found, cfg.eval, RichReporter())
     else:
-        report = _eval_on_endpoint(loaded, found, endpoint, endpoint_url)
+        name = endpoint or cfg.deploy.name or default_name(cfg.project.name, found.run_id)
+        deployed = route(name, target)  # the deployment's own target (or a contradiction)
+        if deployed == "bedrock":
+            if endpoint_url:
+                raise typer.BadParameter(
+                    f"{name} answers through Bedrock, not an endpoint URL",
+                    param_hint="--endpoint-url",
+                )
+            report = _eval_on_bedrock(loaded, found, name)
+        else:
+            url = endpoint_url or (local_url(name) if deployed == "local" else None)
+            report = _eval_on_endpoint(loaded, found, name, url, deployed)
     console.print(
         f"ROUGE-1 {report.rouge1:.4f}  ROUGE-2 {report.rouge2:.4f}  "
         f"ROUGE-L {report.rougeL:.4f}  ({report.rows} {report.split} rows)"
@@ -213,14 +229,13 @@ def eval_command(
     console.print(f"report: {report_paths(found, report.target)[0]}\nloss curve: {found.loss_plot}")
 
 
-def _eval_on_endpoint(loaded, found, endpoint: str | None, endpoint_url: str | None):
-    """The evaluation with the deployed endpoint generating."""
+def _eval_on_endpoint(loaded, found, name: str, endpoint_url: str | None, target: str):
+    """The evaluation with the deployed endpoint generating (a local deployment speaks the
+    same Runtime API at its own URL); its report is `<target>-<name>`."""
     from llmship.cli.invoke_cmd import runtime_client
-    from llmship.deploy.names import default_name
     from llmship.train.evaluation import endpoint_generator, evaluate, prompt_format_of
 
     cfg = loaded.config
-    name = endpoint or cfg.deploy.name or default_name(cfg.project.name, found.run_id)
     runtime = runtime_client(loaded, endpoint_url)
     generator = endpoint_generator(
         runtime,
@@ -229,23 +244,19 @@ def _eval_on_endpoint(loaded, found, endpoint: str | None, endpoint_url: str | N
         cfg.eval.generation,
         workers=cfg.eval.batch_size,
     )
-    return evaluate(
-        found, cfg.eval, RichReporter(), generator=generator, target=f"sagemaker-{name}"
-    )
+    return evaluate(found, cfg.eval, RichReporter(), generator=generator, target=f"{target}-{name}")
 
 
-def _eval_on_bedrock(loaded, found, deployment: str | None):
+def _eval_on_bedrock(loaded, found, name: str):
     """The evaluation with the run's Bedrock deployment generating: Converse for a
     fine-tuned model, InvokeModel with the run's own prompt rendering for an imported one."""
     from llmship.aws.session import make_session
     from llmship.bedrock.invoke import converse_generator, imported_generator
     from llmship.bedrock.target import IMPORTED_KIND, hosting_of
-    from llmship.deploy.names import default_name
     from llmship.state import StateStore
     from llmship.train.evaluation import evaluate, prompt_format_of
 
     cfg = loaded.config
-    name = deployment or cfg.deploy.name or default_name(cfg.project.name, found.run_id)
     hosting = hosting_of(StateStore(), name)
     aws = cfg.aws.model_copy(update={"region": hosting.region}) if hosting.region else cfg.aws
     session, prompt_format = make_session(aws), prompt_format_of(found)
@@ -265,19 +276,24 @@ def _eval_on_bedrock(loaded, found, deployment: str | None):
 
 
 def generate_command(
-    model_dir: Annotated[Path, typer.Argument(help="A run directory or its model/ directory.")],
+    model_dir: Annotated[
+        str, typer.Argument(help=f"A run ({RUN_HELP}) or a run's model/ directory.")
+    ],
     text: Annotated[str, typer.Option("--input", help="The input text (e.g. a dialogue).")],
     max_new_tokens: Annotated[
         int | None, typer.Option(help="Override the model's default.", show_default=False)
     ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Generate with a trained model, formatting the input exactly as training did.
 
-    Example: llmship generate runs/20260101-120000 --input "Anna: lunch at 1?"
+    Example: llmship generate latest --input "Anna: lunch at 1?"
     """
     from llmship.models.generation import generate, load_finetuned
 
-    directory = model_dir / "model" if (model_dir / "model").is_dir() else model_dir
+    given = run_argument(model_dir, config, set_)
+    directory = given / "model" if (given / "model").is_dir() else given
     model = load_finetuned(directory)
     params = model.defaults
     if max_new_tokens is not None:

@@ -8,11 +8,14 @@ from typing import Annotated
 import typer
 
 from llmship.cli._common import ConfigOption, SetOption, load
+from llmship.cli._runs import RUN_HELP, run_argument
 from llmship.config.loader import DEFAULT_CONFIG_NAME
 
 
 def serve(
-    source: Annotated[Path, typer.Argument(help="model.tar.gz, an artifact directory or a run.")],
+    source: Annotated[
+        str, typer.Argument(help=f"model.tar.gz, an artifact directory or a run ({RUN_HELP}).")
+    ],
     port: Annotated[
         int | None,
         typer.Option(help="Port (default: SAGEMAKER_BIND_TO_PORT or 8080).", show_default=False),
@@ -94,10 +97,11 @@ def serve(
 
     Example: llmship serve runs/20260101-120000/artifact/model.tar.gz --port 8080
     """
+    found = run_argument(source, config, overrides)
     if emulate is not None:
         from llmship.serve.emulate import serve_emulated
 
-        serve_emulated(source, emulate, host=host, port=port)
+        serve_emulated(found, emulate, host=host, port=port)
         return
     from llmship.serve.openmp import prefer_passive_waiting
 
@@ -117,7 +121,7 @@ def serve(
         shutdown_grace_s=grace,
     )
     run_server(
-        source,
+        found,
         host=host,
         port=port,
         endpoint_name=name,

@@ -11,16 +11,17 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from llmship.config.schema import LlmshipConfig
+from llmship.config.section import section_type
 from llmship.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "llmship.yaml"
@@ -28,6 +29,14 @@ REDACTED = "<redacted>"
 # Secret fields -> the environment variable that holds them when the config does not.
 SECRET_ENVIRONMENT = {("model", "hf_token"): "HF_TOKEN"}
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+# Sections the schema lets a file leave out, and what to add when a command needs one.
+# The library loads with all of them required (a run needs both); the CLI loads with
+# none and each command asks for what it uses (LoadedConfig.require).
+OPTIONAL_SECTIONS = {
+    "model": "a model: section with name_or_path (a hub id or a local model directory)",
+    "data": "a data: section with source (a .jsonl, .csv or .parquet file, or a hub dataset)",
+}
+REQUIRED_SECTIONS = tuple(OPTIONAL_SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -50,13 +59,25 @@ class LoadedConfig:
         """The config as written (overrides applied, ${VAR} unresolved, secrets redacted)."""
         return yaml.safe_dump(self.snapshot, sort_keys=False, allow_unicode=True)
 
+    def require(self, *sections: str, command: str) -> LoadedConfig:
+        """This config, once it is known to give the sections `command` (e.g. "train")
+        uses: a config kept for the gateway or `status` may leave model and data out,
+        so the commands that read them say so, by key, before any work starts."""
+        given = {name: getattr(self.config, name) for name in sections}
+        problems = _missing_sections(given, sections, command)
+        if problems:
+            raise ConfigError(_report(str(self.path or "the config"), problems))
+        return self
+
 
 def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
+    require: Collection[str] = REQUIRED_SECTIONS,
 ) -> LoadedConfig:
-    """Load and validate a config file; `overrides` are `key.path=value` strings."""
+    """Load and validate a config file; `overrides` are `key.path=value` strings;
+    `require` names the optional sections (model, data) that must be given."""
     config_path = Path(path) if path is not None else Path(DEFAULT_CONFIG_NAME)
     if not config_path.is_file():
         hint = "run `llmship init` to write one" if path is None else "check the path"
@@ -71,6 +92,7 @@ def load_config(
         base_dir=config_path.resolve().parent,
         lines=lines,
         config_path=config_path,
+        require=require,
     )
 
 
@@ -82,6 +104,7 @@ def load_config_dict(
     base_dir: Path | None = None,
     lines: Mapping[tuple[str, ...], int] | None = None,
     config_path: Path | None = None,
+    require: Collection[str] = REQUIRED_SECTIONS,
 ) -> LoadedConfig:
     """Validate an already-parsed config mapping (the entry point and tests use this)."""
     base_dir = base_dir or Path.cwd()
@@ -89,10 +112,14 @@ def load_config_dict(
     overridden = apply_overrides(tree, overrides)
     environment = _environment(base_dir, env)
     resolved = _interpolate(tree, environment, (), source, lines or {})
+    missing = _missing_sections(resolved, require)
     try:
         config = LlmshipConfig.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source, lines or {}, overridden)) from None
+        problems = _describe(exc, lines or {}, overridden)
+        raise ConfigError(_report(source, [*missing, *problems])) from None
+    if missing:
+        raise ConfigError(_report(source, missing))
     snapshot = _redact_secrets(tree, LlmshipConfig)
     return LoadedConfig(config=config, path=config_path, base_dir=base_dir, snapshot=snapshot)
 
@@ -124,9 +151,10 @@ def _restore_secrets(
     for name, info in model.model_fields.items():
         annotation, value = info.annotation, tree.get(name)
         here = getattr(current, name, None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        section = section_type(annotation)
+        if section is not None:
             if isinstance(value, dict):
-                _restore_secrets(value, annotation, here, environment, (*path, name), source)
+                _restore_secrets(value, section, here, environment, (*path, name), source)
         elif _is_secret(annotation) and value == REDACTED:
             variable = SECRET_ENVIRONMENT.get((*path, name))
             if here is not None:
@@ -241,7 +269,25 @@ def _where(source: str, lines: Mapping[tuple[str, ...], int], path: tuple[str, .
     return f"{source}:{line}" if line else source
 
 
-def _describe(exc: ValidationError, source: str, lines, overridden: set) -> str:
+def _missing_sections(
+    tree: Mapping[str, Any], require: Iterable[str], command: str | None = None
+) -> list[str]:
+    """A problem line for each required optional section the config does not give."""
+    by = f" by `llmship {command}`" if command else ""
+    return [
+        f"  - {name}: required{by}, but not given; add {OPTIONAL_SECTIONS[name]}"
+        for name in require
+        if tree.get(name) is None
+    ]
+
+
+def _report(source: str, problems: list[str]) -> str:
+    count = len(problems)
+    header = f"{source}: {count} problem{'s' if count != 1 else ''} in the config"
+    return "\n".join([header, *problems])
+
+
+def _describe(exc: ValidationError, lines, overridden: set) -> list[str]:
     problems = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
@@ -261,19 +307,23 @@ def _describe(exc: ValidationError, source: str, lines, overridden: set) -> str:
         else:
             shown = error.get("input")
             problems.append(f"  - {label}: {shown!r} is not allowed: {error['msg']}")
-    count = len(problems)
-    header = f"{source}: {count} problem{'s' if count != 1 else ''} in the config"
-    return "\n".join([header, *problems])
+    return problems
 
 
 def _allowed_keys(section_path: tuple[str, ...]) -> list[str]:
-    model: type[BaseModel] = LlmshipConfig
+    """The keys of the section at `section_path`, also inside a mapping of sections or a
+    list of them (gateway.routes.NAME.targets.0: local, sagemaker, bedrock, ...)."""
+    annotation: Any = LlmshipConfig
     for part in section_path:
-        annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        section = section_type(annotation)
+        if section is not None and part in section.model_fields:
+            annotation = section.model_fields[part].annotation
+        elif section is None and get_origin(annotation) in (dict, list):
+            annotation = get_args(annotation)[-1]  # past a route name or a list index
+        else:
             return []
-        model = annotation
-    return list(model.model_fields)
+    section = section_type(annotation)
+    return list(section.model_fields) if section is not None else []
 
 
 def _redact_secrets(tree: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
@@ -283,9 +333,10 @@ def _redact_secrets(tree: dict[str, Any], model: type[BaseModel]) -> dict[str, A
         if name not in out:
             continue
         annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        section = section_type(annotation)
+        if section is not None:
             if isinstance(out[name], dict):
-                out[name] = _redact_secrets(out[name], annotation)
+                out[name] = _redact_secrets(out[name], section)
         elif (
             _is_secret(annotation)
             and isinstance(out[name], str)

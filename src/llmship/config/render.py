@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel
 
 from llmship.config.schema import LlmshipConfig
+from llmship.config.section import section_type
 
 
 def render_commented(values: dict[str, Any], model: type[BaseModel] = LlmshipConfig) -> str:
@@ -23,15 +24,15 @@ def _render_section(values: dict[str, Any], model: type[BaseModel], indent: int)
         if name not in values:
             continue
         value = values[name]
-        annotation = info.annotation
-        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        section = section_type(info.annotation)
+        is_section = section is not None and isinstance(value, dict)
         if is_section and indent == 0 and out:
             out.append("")
         for line in textwrap.wrap(info.description or "", width=88 - indent - 2):
             out.append(f"{pad}# {line}")
         if is_section:
             out.append(f"{pad}{name}:")
-            out.extend(_render_section(value, annotation, indent + 2))
+            out.extend(_render_section(value, section, indent + 2))
         else:
             out.append(f"{pad}{name}: {_scalar(value)}")
     return out

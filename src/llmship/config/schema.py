@@ -527,8 +527,10 @@ class LlmshipConfig(Section):
     """The whole of llmship.yaml."""
 
     project: ProjectConfig = Field(default_factory=ProjectConfig, description="Project.")
-    model: ModelConfig = Field(description="The base model.")
-    data: DataConfig = Field(description="The dataset and how rows become prompts.")
+    # Only the commands that use them need these two (train, data prepare, ...): a config
+    # for the gateway, invoke or status may leave them out (LoadedConfig.require).
+    model: ModelConfig | None = Field(None, description="The base model.")
+    data: DataConfig | None = Field(None, description="The dataset and how rows become prompts.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation (ROUGE).")
     package: PackageConfig = Field(

@@ -7,7 +7,6 @@ the completion only: prompt positions are labelled -100.
 
 from __future__ import annotations
 
-import string
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -93,11 +92,6 @@ class _Strict(dict):
             f"{self.where}: missing field {key!r} used by data.prompt_template; "
             f"the row has: {', '.join(self) or 'no fields'}"
         )
-
-
-def template_fields(template: str) -> list[str]:
-    """The {field} names a prompt template uses."""
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
 def example_length(example: dict[str, list[int]]) -> int:

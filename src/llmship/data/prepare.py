@@ -25,7 +25,8 @@ class DataReport:
 def load_splits(loaded: LoadedConfig) -> Splits:
     """Read the configured source and split it."""
     data_cfg = loaded.config.data
-    token = loaded.config.model.hf_token
+    # `data export` for Bedrock needs no model section; a hub dataset may still need the token.
+    token = loaded.config.model.hf_token if loaded.config.model else None
     source = loaded.resolve_path(data_cfg.source)
     by_name = load_rows(source, data_cfg.format, token.get_secret_value() if token else None)
     return make_splits(by_name, data_cfg)

@@ -52,6 +52,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def server_url(store: StateStore, deployment: str) -> str:
+    """The URL the local deployment serves at, from its record (so callers such as
+    `llmship invoke` need no --endpoint-url)."""
+    for resource in store.resources(deployment):
+        if resource.kind == SERVER_KIND and resource.details.get("url"):
+            return resource.details["url"]
+    raise DeployError(
+        f"no local server recorded for {deployment} (or it is still starting); "
+        "`llmship status` lists deployments"
+    )
+
+
 class LocalTarget:
     """`llmship serve` in the background, one per deployment."""
 

@@ -224,7 +224,7 @@ def _train(config: LlmshipConfig, deployment: str, run_id: str, spec: Any) -> li
         ("sagemaker", "StopTrainingJob", {"TrainingJobName": job}),
         ("logs", "DescribeLogStreams", {"logGroupName": "/aws/sagemaker/TrainingJobs"}),
     ]
-    if config.model.hf_token is not None:
+    if config.model is not None and config.model.hf_token is not None:
         from llmship.aws.secrets import secret_name
 
         secret = secret_name(config.project.name, deployment, "HF_TOKEN")

@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from llmship.aws.errors import error_code, translate
+from llmship.aws.errors import error_code, error_message, translate
 from llmship.aws.session import client
 
 SERVICE = "sagemaker"
 USAGE_NAMES = {"endpoint": "endpoint usage", "training": "training job usage"}
+USAGE_WHAT = {"endpoint": "endpoint", "training": "training job"}
 UNREADABLE = ("AccessDenied", "AccessDeniedException", "NoSuchResourceException")
 # The check is advice for the plan, so a failing Service Quotas API must not hold the plan
 # up for a minute of retries: two tries, then "could not check".
@@ -59,13 +60,10 @@ def check_instance_quota(
         if found is None:
             found = _find(quotas, "list_aws_default_service_quotas", name)
     except ClientError as exc:
-        reason = translate(exc, "service-quotas", exc.operation_name, SERVICE)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if error_code(exc) not in UNREADABLE and status < 500:
-            raise reason from None
-        return QuotaCheck(
-            True, name, None, None, count, f"could not check the quota {name!r}: {reason}"
-        )
+            raise translate(exc, "service-quotas", exc.operation_name, SERVICE) from None
+        return QuotaCheck(True, name, None, None, count, _unchecked(name, exc, status, usage))
     if found is None:
         return QuotaCheck(
             True,
@@ -74,7 +72,7 @@ def check_instance_quota(
             None,
             count,
             f"no Service Quotas entry named {name!r} in {region}; SageMaker checks the limit "
-            "when the endpoint is created",
+            f"when it creates the {USAGE_WHAT[usage]}",
         )
     code, limit = found["QuotaCode"], float(found["Value"])
     if limit >= count:
@@ -93,6 +91,35 @@ def check_instance_quota(
         f"can take a day): aws service-quotas request-service-quota-increase --service-code "
         f"{SERVICE} --quota-code {code} --desired-value {count} --region {region}",
     )
+
+
+def _unchecked(name: str, exc, status: int, usage: str) -> str:
+    """One line for the plan when the quota could not be read: what Service Quotas answered
+    (its code; its message only when that is a sentence, never the HTML page a failing
+    service or a proxy in front of it sends) and what to do."""
+    code = error_code(exc) or str(status)
+    answer = code if code == str(status) else f"{code} (HTTP {status})"
+    message = error_message(exc).strip()
+    if message and not message.startswith("<") and "\n" not in message and len(message) <= 200:
+        answer += f": {message}"
+    later = f"SageMaker checks the limit when it creates the {USAGE_WHAT[usage]}"
+    if code in ("AccessDenied", "AccessDeniedException"):
+        advice = f"grant {_actions(exc.operation_name)} for the plan to check it; else {later}"
+    elif code == "NoSuchResourceException":
+        advice = f"Service Quotas lists no {SERVICE} quotas here; {later}"
+    else:
+        advice = f"Service Quotas is failing (a later plan checks again); {later}"
+    return f"could not check the quota {name!r}: Service Quotas answered {answer}; {advice}"
+
+
+def _actions(operation: str) -> str:
+    """The IAM action(s) a Service Quotas call needs, from llmship's permission map."""
+    from llmship.aws.permissions import actions_for
+
+    try:
+        return " and ".join(actions_for("service-quotas", operation))
+    except KeyError:  # not in the map: the call's own name says which action
+        return f"servicequotas:{operation}"
 
 
 def _find(quotas, operation: str, name: str) -> dict | None:

@@ -182,3 +182,10 @@ def recorded(store: StateStore) -> dict[str, list[Resource]]:
     for resource in store.resources():
         out.setdefault(resource.deployment, []).append(resource)
     return out
+
+
+def recorded_target(store: StateStore, deployment: str) -> str | None:
+    """The target `deployment` was deployed to, as its record says; None when the store
+    records nothing of that name (e.g. an endpoint created outside llmship)."""
+    resources = store.resources(deployment)
+    return target_of(resources) if resources else None

@@ -28,9 +28,6 @@ class KVShape:
             config.num_hidden_layers, getattr(config, "num_key_value_heads", heads), head_dim
         )
 
-    def bytes_per_token(self, dtype: torch.dtype) -> int:
-        return 2 * self.layers * self.kv_heads * self.head_dim * torch.finfo(dtype).bits // 8
-
 
 class SlotCache:
     """Preallocated keys and values for `slots` sequences of up to `max_len` tokens."""

@@ -6,10 +6,26 @@ zip, where none of those exist. A test checks it.
 
 from __future__ import annotations
 
-from llmship.gateway.app import create_gateway_app
-from llmship.gateway.keys import KeyRecord, new_key
-from llmship.gateway.stats import KeyUsage, usage_by_key
-from llmship.gateway.store import GatewayStore, RequestLog, open_store
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+# Loaded on first use: `llmship keys list` needs the store, not the web app's imports.
+_EXPORTS = {
+    "create_gateway_app": "llmship.gateway.app",
+    "KeyRecord": "llmship.gateway.keys",
+    "new_key": "llmship.gateway.keys",
+    "KeyUsage": "llmship.gateway.stats",
+    "usage_by_key": "llmship.gateway.stats",
+    "GatewayStore": "llmship.gateway.store",
+    "RequestLog": "llmship.gateway.store",
+    "open_store": "llmship.gateway.store",
+}
+
+if TYPE_CHECKING:
+    from llmship.gateway.app import create_gateway_app
+    from llmship.gateway.keys import KeyRecord, new_key
+    from llmship.gateway.stats import KeyUsage, usage_by_key
+    from llmship.gateway.store import GatewayStore, RequestLog, open_store
 
 __all__ = [
     "GatewayStore",
@@ -21,3 +37,11 @@ __all__ = [
     "open_store",
     "usage_by_key",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'llmship.gateway' has no attribute {name!r}")

@@ -121,10 +121,3 @@ def load_model(
         return auto.from_pretrained(source, **dtype_argument(dtype), **kwargs)
     except (OSError, ValueError) as exc:
         raise _translate(source, exc) from exc
-
-
-def pick_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -29,20 +29,14 @@ def handle_request(service, model_dir, body, content_type, accept):
     if accept:
         headers["Accept"] = accept
     context.request_processor = [RequestProcessor(headers)]
+    # The toolkit's handle() turns every Exception (MemoryError included) into a
+    # PredictionException with code 400, so multi-model-server's 507 and 503 answers for
+    # other failures never happen behind it.
     try:
         [response] = service.handle([{"body": body}], context)
     except PredictionException as exc:
         error = {"code": exc.error_code, "type": "InternalServerException", "message": exc.message}
         return exc.error_code, "application/json", (json.dumps(error, indent=2) + "\n").encode()
-    except MemoryError:
-        return 507, "application/json", b'{"code": 507, "message": "Out of resources"}\n'
-    except Exception as exc:  # multi-model-server answers any other failure with 503
-        error = {
-            "code": 503,
-            "type": "ServiceUnavailableException",
-            "message": f"Prediction failed: {exc}",
-        }
-        return 503, "application/json", (json.dumps(error) + "\n").encode()
     if isinstance(response, str):
         response = response.encode("utf-8")
     elif not isinstance(response, bytes | bytearray):

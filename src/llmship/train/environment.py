@@ -52,20 +52,6 @@ class TrainingEnvironment:
             current_host=env.get("SM_CURRENT_HOST", hosts[0]),
         )
 
-    def to_environ(self) -> dict[str, str]:
-        """The same contract as environment variables (for a subprocess or a container)."""
-        env = {
-            "SM_MODEL_DIR": str(self.model_dir),
-            "SM_OUTPUT_DATA_DIR": str(self.output_data_dir),
-            "SM_NUM_GPUS": str(self.num_gpus),
-            "SM_HOSTS": json.dumps(list(self.hosts)),
-            "SM_CURRENT_HOST": self.current_host,
-        }
-        env.update(
-            {f"SM_CHANNEL_{name.upper()}": str(path) for name, path in self.channels.items()}
-        )
-        return env
-
 
 def _visible_gpus() -> int:
     import torch
