@@ -40,6 +40,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/vulture
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(HF4) demo-run .pytest_cache

@@ -1,4 +1,4 @@
-"""Rebuild src/llmship/deploy/data/images.json from the SageMaker Python SDK's image facts.
+"""Rebuild src/llmship/sagemaker/data/images.json from the SageMaker Python SDK's image facts.
 
 AWS keeps the container image facts (repository, tag parts, registry account per region)
 as JSON in https://github.com/aws/sagemaker-python-sdk, under
@@ -33,7 +33,7 @@ CONFIG_DIRS = (
     "src/sagemaker/image_uri_config",
 )
 FILES = {"huggingface": "huggingface.json", "tgi": "huggingface-llm.json", "lmi": "djl-lmi.json"}
-OUT = Path(__file__).resolve().parents[1] / "src/llmship/deploy/data/images.json"
+OUT = Path(__file__).resolve().parents[1] / "src/llmship/sagemaker/data/images.json"
 
 # The Hugging Face inference containers llmship writes artifacts for (plus the newest).
 HF_VERSIONS = ("4.48.0", "4.49.0", "4.51.3")

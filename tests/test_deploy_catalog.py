@@ -16,11 +16,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from llmship.deploy.images import facts, image_for
-from llmship.deploy.instances import hourly_price, instance_type, recommend
 from llmship.deploy.quotas import check_instance_quota
 from llmship.errors import DeployError
 from llmship.package.containers import DEFAULT_TRANSFORMERS, TRANSFORMERS_VERSIONS
+from llmship.sagemaker.images import facts, image_for
+from llmship.sagemaker.instances import hourly_price, instance_type, recommend
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
@@ -270,7 +270,7 @@ def test_unknown_instance_type_suggests_close_names():
 
 
 def test_instance_table_is_complete_and_dated():
-    data = json.loads((ROOT / "src/llmship/deploy/data/instances.json").read_text())
+    data = json.loads((ROOT / "src/llmship/sagemaker/data/instances.json").read_text())
     assert data["source"]["as_of"] and "pricing" in data["source"]["prices"]
     assert "list prices" in data["note"] and "as of the date" in data["note"]
     families = {name.split(".")[1] for name in data["instances"]}
@@ -512,8 +512,8 @@ def test_a_quota_service_answering_an_html_page_gives_one_plan_line(quotas):
     the code and what to do on one line, not the page."""
     from rich.console import Console
 
-    from llmship.deploy.cost import Cost
     from llmship.deploy.plan import Plan, render
+    from llmship.sagemaker.cost import Cost
 
     session, stub = quotas
     stub.add_client_error("list_service_quotas", "", HTML_ERROR_PAGE, 503)
@@ -575,7 +575,7 @@ def test_the_quota_check_gives_up_quickly_on_a_broken_service(aws_env):
 
 def _names() -> list[str]:
     return list(
-        json.loads((ROOT / "src/llmship/deploy/data/instances.json").read_text())["instances"]
+        json.loads((ROOT / "src/llmship/sagemaker/data/instances.json").read_text())["instances"]
     )
 
 

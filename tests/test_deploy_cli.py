@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 
 from llmship.aws.s3 import ensure_bucket
 from llmship.cli import app
-from llmship.deploy import names
-from llmship.deploy.cost import HOURS_PER_MONTH, Cost, running_cost
-from llmship.deploy.limits import LIMITS
 from llmship.deploy.local import SERVER_KIND, LocalTarget
 from llmship.deploy.plan import Action, Plan, render
 from llmship.deploy.target import DeploymentStatus, recorded, request_for
 from llmship.errors import DeployError
 from llmship.runs import RunDir
+from llmship.sagemaker import names
+from llmship.sagemaker.cost import HOURS_PER_MONTH, Cost, running_cost
+from llmship.sagemaker.limits import LIMITS
 from llmship.state import StateStore
 
 REGION = "us-west-2"

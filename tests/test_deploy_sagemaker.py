@@ -22,7 +22,6 @@ from botocore.stub import Stubber
 from llmship.aws.s3 import ensure_bucket
 from llmship.config.loader import load_config_dict
 from llmship.config.schema import AwsConfig
-from llmship.deploy import names
 from llmship.deploy.network import VPC_ENDPOINT_KIND
 from llmship.deploy.sagemaker import (
     CONFIG_KIND,
@@ -37,6 +36,7 @@ from llmship.deploy.update import UpdateOutcome
 from llmship.errors import AwsError, ConfigError, DeployError
 from llmship.progress import RecordingReporter
 from llmship.runs import RunDir
+from llmship.sagemaker import names
 from llmship.state import StateStore
 
 REGION = "us-west-2"

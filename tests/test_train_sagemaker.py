@@ -22,10 +22,10 @@ from botocore.stub import Stubber
 
 from helpers import make_config
 from llmship.aws.secrets import ENV_PREFIX, SECRET_KIND, load_secrets_into
-from llmship.deploy.images import training_image
 from llmship.errors import ConfigError, DeployError, TrainError
 from llmship.progress import RecordingReporter
 from llmship.runs import new_run
+from llmship.sagemaker.images import training_image
 from llmship.state import StateStore
 from llmship.train.distributed import Launch, launch_command, needs_launch, plan_launch
 from llmship.train.environment import TrainingEnvironment

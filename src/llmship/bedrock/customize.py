@@ -134,8 +134,8 @@ def train_on_bedrock(
     from llmship.aws.s3 import upload_file
     from llmship.bedrock.export import build_records, write_records
     from llmship.data.prepare import load_splits, write_channel
-    from llmship.deploy.names import default_name
     from llmship.runs import new_run
+    from llmship.sagemaker.names import default_name
 
     cfg = loaded.config
     model = base_model(cfg.bedrock.base_model_id)

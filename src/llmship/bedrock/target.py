@@ -38,11 +38,11 @@ from llmship.bedrock.role import (
     role_name,
 )
 from llmship.config.schema import AwsConfig
-from llmship.deploy.cost import Cost, running_cost
 from llmship.deploy.plan import Action, Plan
 from llmship.deploy.target import Deployed, DeploymentStatus, DeployRequest
 from llmship.errors import DeployError
 from llmship.progress import RecordingReporter, Reporter
+from llmship.sagemaker.cost import Cost, running_cost
 from llmship.state import Resource, StateStore, state_path
 
 PT_KIND = "bedrock:provisioned-throughput"

@@ -334,7 +334,7 @@ def parse_params(items: Iterable[str]) -> dict:
 def _async_input(loaded: LoadedConfig | None, name: str, content_type: str):
     """The S3 client and a fresh input key under the deployment's prefix in aws.bucket."""
     from llmship.aws.session import client
-    from llmship.deploy.names import artifact_prefix
+    from llmship.sagemaker.names import artifact_prefix
 
     if loaded is None or not loaded.config.aws.bucket:
         raise DeployError(

@@ -92,7 +92,7 @@ def train_command(
     if target == "bedrock":
         from llmship.bedrock.customize import train_on_bedrock
         from llmship.cli.aws_cmd import show_permission_check
-        from llmship.deploy.names import default_name
+        from llmship.sagemaker.names import default_name
 
         stamp = time.strftime("%Y%m%d-%H%M%S")  # the run directory's name, as new_run makes it
         name = default_name(loaded.config.project.name, stamp)
@@ -193,8 +193,8 @@ def eval_command(
     llmship eval latest --endpoint my-endpoint
     """
     from llmship.cli.invoke_cmd import local_url, route
-    from llmship.deploy.names import default_name
     from llmship.runs import find_run
+    from llmship.sagemaker.names import default_name
     from llmship.train.evaluation import evaluate, report_paths
 
     if target not in (None, "local", "sagemaker", "bedrock"):

@@ -327,7 +327,7 @@ def _artifacts(session, region: str, bucket: str, deployments: set) -> list[Foun
     """Uploaded artifacts, one per run prefix under each deployment's prefix."""
     from botocore.exceptions import ClientError
 
-    from llmship.deploy.names import artifact_prefix
+    from llmship.sagemaker.names import artifact_prefix
 
     s3 = client(session, "s3")
     out = []

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from llmship.deploy.cost import Cost
 from llmship.deploy.plan import Action, Plan
 from llmship.deploy.target import Deployed, DeploymentStatus, DeployRequest
 from llmship.errors import DeployError
 from llmship.progress import RecordingReporter, Reporter
+from llmship.sagemaker.cost import Cost
 from llmship.state import Resource, StateStore, state_path
 
 SERVER_KIND = "local:server"

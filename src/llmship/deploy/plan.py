@@ -14,13 +14,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from llmship.deploy.cost import Cost
 from llmship.errors import DeployError
+from llmship.sagemaker.cost import Cost
 
 if TYPE_CHECKING:
-    from llmship.deploy.limits import KindLimits
     from llmship.deploy.network import NetworkFinding
     from llmship.deploy.quotas import QuotaCheck
+    from llmship.sagemaker.limits import KindLimits
 
 Verb = Literal["create", "change", "delete", "keep"]
 

@@ -103,9 +103,9 @@ def role_needs(capability: str, config: LlmshipConfig, *, deployment: str) -> li
 
 
 def _deploy(config: LlmshipConfig, deployment: str, run_id: str, spec: Any) -> list[Call]:
-    from llmship.deploy.names import endpoint_log_group
     from llmship.deploy.scaling import alarm_name
     from llmship.deploy.ttl import GROUP, queue_name, role_name, schedule_name
+    from llmship.sagemaker.names import endpoint_log_group
 
     aws, deploy = config.aws, config.deploy
     tags = _tags(config, deployment, run_id)
@@ -179,7 +179,7 @@ def _deploy(config: LlmshipConfig, deployment: str, run_id: str, spec: Any) -> l
 
 
 def _teardown(config, deployment: str, version: str, config_name: str) -> list[Call]:
-    from llmship.deploy.names import endpoint_log_group
+    from llmship.sagemaker.names import endpoint_log_group
 
     calls: list[Call] = [
         ("sagemaker", "DeleteEndpoint", {"EndpointName": deployment}),
@@ -313,7 +313,7 @@ def _version(deployment: str) -> str:
 
 
 def _prefix(config: LlmshipConfig, deployment: str) -> str:
-    from llmship.deploy.names import artifact_prefix
+    from llmship.sagemaker.names import artifact_prefix
 
     return artifact_prefix(config.project.name, deployment)
 

@@ -22,13 +22,13 @@ from typing import Any
 from llmship.aws.errors import aws_call, ignore_not_found
 from llmship.aws.session import client, make_session
 from llmship.config.schema import AwsConfig, DeployConfig
-from llmship.deploy import limits as kind_limits
-from llmship.deploy.cost import instance_cost, running_cost, serverless_cost
-from llmship.deploy.names import artifact_prefix, endpoint_log_group, new_version
 from llmship.deploy.plan import Action, Plan
 from llmship.deploy.target import Deployed, DeploymentStatus, DeployRequest
 from llmship.errors import DeployError
 from llmship.progress import RecordingReporter, Reporter
+from llmship.sagemaker import limits as kind_limits
+from llmship.sagemaker.cost import instance_cost, running_cost, serverless_cost
+from llmship.sagemaker.names import artifact_prefix, endpoint_log_group, new_version
 from llmship.state import Resource, StateStore, state_path
 
 MODEL_KIND = "sagemaker:model"
@@ -453,7 +453,7 @@ class SageMakerTarget:
 
     def _choose_instance(self, request, facts, region, problems):
         """(instance type, why, GPUs per instance, tensor-parallel degree)."""
-        from llmship.deploy.instances import instance_type, recommend
+        from llmship.sagemaker.instances import instance_type, recommend
 
         deploy = request.config.deploy
         if deploy.kind == "serverless":  # a GPU instance named here is refused by the limits
@@ -499,7 +499,7 @@ class SageMakerTarget:
     def _model_request(
         self, request, model_name, instance, gpus, environment, model_uri, tags, session, problems
     ) -> dict[str, Any]:
-        from llmship.deploy.images import image_for
+        from llmship.sagemaker.images import image_for
 
         deploy = request.config.deploy
         body: dict[str, Any] = {

@@ -118,8 +118,8 @@ def run_smoke(
     is listed in the result and the report with the command that removes it.
     """
     from llmship.aws.session import make_session
-    from llmship.deploy.names import default_name
     from llmship.deploy.sagemaker import SageMakerTarget
+    from llmship.sagemaker.names import default_name
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"smoke-{stamp}"
@@ -225,7 +225,7 @@ def _invoke(target, deployment: str) -> str:
 def _log_tail(target, deployment: str) -> list[str]:
     """The endpoint container's last lines, read before teardown deletes its log group."""
     from llmship.aws.logs import last_lines
-    from llmship.deploy.names import endpoint_log_group
+    from llmship.sagemaker.names import endpoint_log_group
 
     try:
         return last_lines(target.client("logs"), endpoint_log_group(deployment), limit=50)

@@ -14,8 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from llmship.deploy.names import check_name, default_name
 from llmship.errors import DeployError
+from llmship.sagemaker.names import check_name, default_name
 from llmship.state import Resource, StateStore
 
 if TYPE_CHECKING:

@@ -84,7 +84,7 @@ AUTHORIZER_MB, AUTHORIZER_S = 128, 0.05
 
 
 def deployment_name(project: str, route: str) -> str:
-    from llmship.deploy.names import check_name
+    from llmship.sagemaker.names import check_name
 
     return check_name(f"{project}-gw-{route}"[:58].rstrip("-"), "gateway.routes (route name)")
 

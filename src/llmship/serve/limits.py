@@ -1,6 +1,6 @@
 """SageMaker's invocation limits per endpoint kind, enforced locally too.
 
-The numbers come from the deploy table (llmship.deploy.limits), so the local server and
+The numbers come from the SageMaker table (llmship.sagemaker.limits), so the local server and
 the plan never disagree; only the kinds answered synchronously are served here.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmship.deploy.limits import LIMITS as KIND_LIMITS
 from llmship.errors import ConfigError
+from llmship.sagemaker.limits import LIMITS as KIND_LIMITS
 
 
 @dataclass(frozen=True)

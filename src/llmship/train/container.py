@@ -209,7 +209,7 @@ def prepare_container(
 ) -> ContainerJob:
     """A run directory (new, with its data prepared, or `resume`d) and the /opt/ml tree
     and command that train it like a SageMaker job would."""
-    from llmship.deploy.images import training_framework
+    from llmship.sagemaker.images import training_framework
     from llmship.train.run import prepare_run_data
 
     if resume:

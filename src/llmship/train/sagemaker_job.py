@@ -27,10 +27,10 @@ from typing import Any
 from llmship.aws.errors import aws_call, ignore_not_found
 from llmship.aws.session import client, make_session
 from llmship.config.loader import LoadedConfig
-from llmship.deploy.images import Image, training_image
 from llmship.errors import DeployError, TrainError
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir
+from llmship.sagemaker.images import Image, training_image
 from llmship.state import StateStore, state_path
 from llmship.train.source import CONFIG_NAME, PROGRAM, build_source_archive
 
@@ -133,10 +133,10 @@ def plan_job(
 ) -> JobPlan:
     """Names, role, bucket, image and price for training `run`; DeployError on a setting
     that cannot work, naming its key."""
-    from llmship.deploy.cost import instance_cost
-    from llmship.deploy.instances import price_source
-    from llmship.deploy.names import new_version
     from llmship.deploy.target import request_for
+    from llmship.sagemaker.cost import instance_cost
+    from llmship.sagemaker.instances import price_source
+    from llmship.sagemaker.names import new_version
 
     config = loaded.config
     settings, aws = config.train.sagemaker, config.aws

@@ -34,7 +34,7 @@ class Cost:
 
 def instance_cost(instance_type: str, count: int, region: str) -> Cost:
     """`count` instances of `instance_type` in `region` at the on-demand price."""
-    from llmship.deploy.instances import hourly_price, price_source
+    from llmship.sagemaker.instances import hourly_price, price_source
 
     price = hourly_price(instance_type, region)
     if price is None:

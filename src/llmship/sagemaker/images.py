@@ -36,7 +36,7 @@ class Image:
 @cache
 def facts() -> dict[str, Any]:
     """The generated image facts, with their source (URL, commit, date)."""
-    return json.loads(resources.files("llmship.deploy").joinpath("data/images.json").read_text())
+    return json.loads(resources.files("llmship.sagemaker").joinpath("data/images.json").read_text())
 
 
 def image_for(

@@ -64,7 +64,8 @@ class Recommendation:
 
 @cache
 def _data() -> dict[str, Any]:
-    return json.loads(resources.files("llmship.deploy").joinpath("data/instances.json").read_text())
+    table = resources.files("llmship.sagemaker").joinpath("data/instances.json")
+    return json.loads(table.read_text())
 
 
 @cache
