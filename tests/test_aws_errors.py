@@ -496,7 +496,14 @@ def test_a_refused_delete_of_a_model_that_exists_stays_refused(store):
 
 def test_gone_or_raise_keeps_other_refusals_and_unconfirmed_denials():
     denied = client_error(*DENIED)
-    gone_or_raise(denied, "sagemaker", "DeleteModel", "m", _raises(client_error(*MISSING_MODEL)))
+    asked = []
+
+    def missing():
+        asked.append("DescribeModel")
+        raise client_error(*MISSING_MODEL)
+
+    gone_or_raise(denied, "sagemaker", "DeleteModel", "m", missing)
+    assert asked == ["DescribeModel"]  # confirmed gone by asking, not assumed
     for describe in (None, _raises(client_error(*DENIED)), _raises(client_error(*REFUSED))):
         with pytest.raises(AwsError, match="DeleteModel on m failed: AccessDeniedException"):
             gone_or_raise(denied, "sagemaker", "DeleteModel", "m", describe)

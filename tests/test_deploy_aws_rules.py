@@ -21,7 +21,7 @@ from botocore.stub import Stubber
 from llmship.aws.s3 import ensure_bucket
 from llmship.config.loader import load_config_dict
 from llmship.deploy import ttl, update
-from llmship.deploy.kind_change import check_kind_change, live_kind
+from llmship.deploy.kind_change import KindChange, check_kind_change, live_kind
 from llmship.deploy.sagemaker import ENDPOINT_KIND, SageMakerTarget
 from llmship.deploy.target import request_for
 from llmship.deploy.update import DeploymentPolicy, deployment_config
@@ -180,7 +180,7 @@ def test_live_kind_reads_describe_endpoint_when_the_config_is_gone():
     assert live_kind(serverless, None) == "serverless"
     assert live_kind(asynchronous, None) == "async"
     assert live_kind({"ProductionVariants": [{"CurrentInstanceCount": 1}]}, None) == "realtime"
-    assert check_kind_change("ep", "realtime", "realtime") == check_kind_change("ep", "a", "a")
+    assert check_kind_change("ep", "realtime", "realtime") == KindChange()
 
 
 # ---- item 8: canary and linear sizes ------------------------------------------------------

@@ -101,6 +101,8 @@ def test_a_command_names_the_section_it_needs(gateway_project, args, expected):
 
 def test_bedrock_training_does_not_ask_for_a_model(gateway_project):
     result = runner.invoke(app, ["train", "--target", "bedrock"])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert "data: required by `llmship train --target bedrock`" in str(result.exception)
     assert "model:" not in str(result.exception)
 
 

@@ -54,7 +54,9 @@ def saved_run(tmp_path, monkeypatch):
 
 def test_resume_takes_the_token_from_the_current_config(saved_run, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")
-    assert saved_run(_config(tmp_path, "${HF_TOKEN}")) == "hf_from_the_environment"
+    assert saved_run(_config(tmp_path, "hf_from_the_current_config")) == (
+        "hf_from_the_current_config"
+    )
 
 
 def test_resume_takes_the_token_from_the_environment(saved_run, tmp_path, monkeypatch):
