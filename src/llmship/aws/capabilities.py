@@ -52,6 +52,27 @@ NEEDED_BY = {
     "all": CAPABILITIES,
 }
 TAG = "llmship:project"
+# What the gateway does with the items of its key and counter tables.
+DYNAMO_ITEMS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+)
+# What llmship does to a service role it writes and keeps up to date (bootstrap, plans).
+ROLE_UPKEEP = (
+    "iam:GetRole",
+    "iam:ListRoleTags",
+    "iam:CreateRole",
+    "iam:TagRole",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:ListRolePolicies",
+    "iam:GetRolePolicy",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+)
 
 
 def policy_name(capability: str, project: str | None = None) -> str:
@@ -185,20 +206,17 @@ def _resource_tag(project: str) -> dict:
     return {"StringEquals": {f"aws:ResourceTag/{TAG}": project}}
 
 
-def _bucket(a: _Arns, *, create: bool = False) -> list[dict]:
+def _bucket(a: _Arns) -> list[dict]:
     bucket_actions = [
         "s3:ListBucket",
         "s3:GetBucketLocation",
         "s3:ListBucketMultipartUploads",
         "s3:GetEncryptionConfiguration",
+        "s3:CreateBucket",
+        "s3:PutBucketPublicAccessBlock",
+        "s3:PutEncryptionConfiguration",
+        "s3:PutBucketTagging",
     ]
-    if create:
-        bucket_actions += [
-            "s3:CreateBucket",
-            "s3:PutBucketPublicAccessBlock",
-            "s3:PutEncryptionConfiguration",
-            "s3:PutBucketTagging",
-        ]
     return [
         _allow("ProjectBucket", bucket_actions, a.s3),
         _allow(
@@ -234,7 +252,7 @@ def _sagemaker(a: _Arns, kinds: tuple[str, ...], creates: list[str], own: list[s
             "TagOnCreate",  # never an existing resource: that would make it the project's
             ["sagemaker:AddTags"],
             every,
-            StringEquals={f"aws:RequestTag/{TAG}": a.project},
+            **_request_tag(a.project),
             StringLike={"sagemaker:TaggingAction": "Create*"},
         ),
         _allow("TaggedSageMakerResources", [*deletes, *own], every, **_resource_tag(a.project)),
@@ -248,17 +266,7 @@ def _deploy(a: _Arns, role_arn: str, bedrock_role: str) -> list[dict]:
         _pass("PassExecutionRole", role_arn, "sagemaker"),
         _allow(
             "ExecutionRole",  # aws bootstrap writes it; a plan grants it outside data
-            [
-                "iam:GetRole",
-                "iam:ListRoleTags",
-                "iam:CreateRole",
-                "iam:TagRole",
-                "iam:UpdateAssumeRolePolicy",
-                "iam:ListRolePolicies",
-                "iam:GetRolePolicy",
-                "iam:PutRolePolicy",
-                "iam:DeleteRolePolicy",
-            ],
+            list(ROLE_UPKEEP),
             role_arn,
         ),
         _allow(
@@ -304,7 +312,7 @@ def _deploy(a: _Arns, role_arn: str, bedrock_role: str) -> list[dict]:
             ["sagemaker:DescribeModelPackage"],
             f"arn:{a.partition}:sagemaker:{a.region}:*:model-package/*",
         ),
-        *_bucket(a, create=True),
+        *_bucket(a),
         _allow(
             "EndpointLogs",
             ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
@@ -448,7 +456,7 @@ def _train(a: _Arns, role_arn: str, bedrock_role: str) -> list[dict]:
             ],
             "*",
         ),
-        *_bucket(a, create=True),
+        *_bucket(a),
         _allow(
             "TrainingLogs",
             ["logs:DescribeLogStreams", "logs:GetLogEvents"],
@@ -475,18 +483,7 @@ def _bedrock(a: _Arns, role_arn: str, bedrock_role: str) -> list[dict]:
         _pass("PassBedrockRole", bedrock_role, "bedrock"),
         _allow(
             "BedrockRole",
-            [
-                "iam:GetRole",
-                "iam:ListRoleTags",
-                "iam:CreateRole",
-                "iam:TagRole",
-                "iam:UpdateAssumeRolePolicy",
-                "iam:ListRolePolicies",
-                "iam:GetRolePolicy",
-                "iam:PutRolePolicy",
-                "iam:DeleteRolePolicy",
-                "iam:DeleteRole",
-            ],
+            [*ROLE_UPKEEP, "iam:DeleteRole"],
             bedrock_role,
         ),
         _allow(
@@ -536,7 +533,7 @@ def _bedrock(a: _Arns, role_arn: str, bedrock_role: str) -> list[dict]:
             ["bedrock:ListFoundationModels", "tag:GetResources", "ec2:DescribeSubnets"],
             "*",
         ),
-        *_bucket(a, create=True),
+        *_bucket(a),
     ]
 
 
@@ -553,25 +550,13 @@ def _expose(a: _Arns, role_arn: str, bedrock_role: str) -> list[dict]:
                 "dynamodb:UpdateTimeToLive",
                 "dynamodb:TagResource",
                 "dynamodb:DeleteTable",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:Query",
-                "dynamodb:Scan",
+                *DYNAMO_ITEMS,
             ],
             a("dynamodb", f"table/{names}"),
         ),
         _allow(
             "TaggedGatewayTables",  # the keys and counters of a table the project tagged
-            [
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:Query",
-                "dynamodb:Scan",
-            ],
+            list(DYNAMO_ITEMS),
             a("dynamodb", "table/*"),
             **_resource_tag(a.project),
         ),

@@ -28,7 +28,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llmship.aws.errors import error_code, is_access_denied, is_not_found, translate
+from llmship.aws.errors import (
+    aws_call,
+    error_code,
+    is_access_denied,
+    is_not_found,
+    translate,
+)
 from llmship.aws.iam import VERSION, PolicyContext, WrittenPolicy, register_policies
 from llmship.aws.secrets import ROLE_POLICY_KIND
 from llmship.aws.session import client
@@ -561,16 +567,12 @@ def put_grant(
     """Put the inline policy on the role, recorded first so destroy finds it; its record.
     `details` name what the grant serves (an endpoint: destroy revokes it once gone)."""
     store.record_creating(ROLE_POLICY_KIND, grant.record, deployment, project, "", details)
-    from botocore.exceptions import ClientError
-
-    try:
+    with aws_call("iam", "PutRolePolicy", grant.record):
         iam.put_role_policy(
             RoleName=grant.role_name,
             PolicyName=grant.policy_name,
             PolicyDocument=json.dumps(grant.document, separators=(",", ":")),
         )
-    except ClientError as exc:
-        raise translate(exc, "iam", "PutRolePolicy", grant.record) from None
     details = {"role": grant.role_name, "policy": grant.policy_name}
     store.set_status(ROLE_POLICY_KIND, grant.record, "UP", "", details)
     return grant.record

@@ -219,9 +219,19 @@ def _retry_if_refused(
 
 def _recorded(made: Any) -> Any:
     """Hook the call recorder (see the module docstring) into a new client."""
-    made.meta.events.register("before-parameter-build", keep_params, unique_id=KEEP_PARAMS_ID)
+    made.meta.events.register(
+        "before-parameter-build", _keep_params_if_logged, unique_id=KEEP_PARAMS_ID
+    )
     made.meta.events.register("before-call", _record_call)
     return made
+
+
+def _keep_params_if_logged(params: dict, context: dict, **kwargs: Any) -> None:
+    """keep_params only while the call log is on: redacting every request's parameters
+    (upload parts, invokes) is work nothing reads otherwise. A request log registers
+    keep_params itself on the session, under the same id, which a client then keeps."""
+    if os.environ.get(CALL_LOG_ENV):
+        keep_params(params, context, **kwargs)
 
 
 def keep_params(params: dict, context: dict, **_: Any) -> None:
