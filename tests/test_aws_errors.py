@@ -27,12 +27,12 @@ from llmship.aws.errors import (
 )
 from llmship.aws.secrets import ROLE_POLICY_KIND, SECRET_KIND, grant_read, store_secret
 from llmship.bedrock.customize import MODEL_KIND
-from llmship.bedrock.target import PT_KIND, BedrockTarget
 from llmship.config.schema import AwsConfig
-from llmship.deploy.network import VPC_ENDPOINT_KIND
-from llmship.deploy.sagemaker import SageMakerTarget
 from llmship.errors import AwsError
 from llmship.state import StateStore
+from llmship.targets.bedrock.target import PT_KIND, BedrockTarget
+from llmship.targets.sagemaker.network import VPC_ENDPOINT_KIND
+from llmship.targets.sagemaker.target import SageMakerTarget
 from llmship.train.sagemaker_job import JOB_KIND
 
 REGION = "us-west-2"
@@ -455,7 +455,7 @@ MISSING_MODEL = (
 
 
 def _recorded_model(store):
-    from llmship.deploy.sagemaker import MODEL_KIND as SM_MODEL_KIND
+    from llmship.targets.sagemaker.target import MODEL_KIND as SM_MODEL_KIND
 
     store.record_creating(SM_MODEL_KIND, "m", "dep", "p", REGION)
     store.set_status(SM_MODEL_KIND, "m", "UP", REGION)

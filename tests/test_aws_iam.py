@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llmship.aws.iam import bootstrap, default_role_name, deployer_policy, trust_policy
+from llmship.aws.iam import bootstrap, deployer_policy, trust_policy
 from llmship.aws.session import client, make_session
 from llmship.config.schema import AwsConfig
 from llmship.errors import DeployError
+from llmship.sagemaker.names import default_role_name
 from llmship.state import StateStore
 
 ACCOUNT = "123456789012"  # moto's account

@@ -47,9 +47,9 @@ def test_invoke_on_bedrock_in_another_region_keeps_the_assumed_role(aws_env, tmp
     """The deployment lives in eu-west-1, the config says us-west-2 and a role to assume:
     the Converse call must still go through that role (it used to get a bare session)."""
     from llmship.bedrock import invoke as bedrock_invoke
-    from llmship.bedrock.target import PT_KIND
     from llmship.cli import app
     from llmship.state import StateStore
+    from llmship.targets.bedrock.target import PT_KIND
 
     monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
     arn = _assumable_role("llmship-invoker")

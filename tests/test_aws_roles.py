@@ -237,8 +237,8 @@ def test_import_job_waits_for_a_new_role_and_reads_data_kept_elsewhere(tmp_path,
     """CreateModelImportJob refused with Bedrock's "not assumable" answer is retried; the
     role may read bedrock.import_model_data (another bucket) and run in the VPC; destroy
     removes the grant with the role."""
-    from llmship.bedrock.target import BedrockImportTarget
-    from llmship.deploy.target import request_for
+    from llmship.target import request_for
+    from llmship.targets.bedrock_import.target import BedrockImportTarget
 
     bucket, elsewhere = new_bucket(session), new_bucket(session, "models")
     write_model(session, elsewhere, "llama/")
@@ -386,7 +386,7 @@ def deploy_config(tmp_path, bucket, role, **deploy):
 
 @pytest.fixture()
 def no_quota_check(monkeypatch):
-    from llmship.deploy import quotas
+    from llmship.targets.sagemaker import quotas
 
     monkeypatch.setattr(
         quotas,
@@ -403,8 +403,8 @@ def test_async_endpoint_outside_data_sns_and_kms_are_granted_exactly(
     """deploy.model_data and async output/failure paths in another bucket, two SNS topics
     (one KMS-encrypted): the role may read that artifact, write those prefixes, publish
     to those topics and use that key, nothing more; destroy removes the grant."""
-    from llmship.deploy.sagemaker import SageMakerTarget
-    from llmship.deploy.target import request_for
+    from llmship.target import request_for
+    from llmship.targets.sagemaker.target import SageMakerTarget
 
     role, bucket, elsewhere = execution_role(session), new_bucket(session), new_bucket(session)
     session.client("s3").put_object(Bucket=elsewhere, Key="given/model.tar.gz", Body=b"x")
@@ -465,8 +465,8 @@ def test_async_endpoint_outside_data_sns_and_kms_are_granted_exactly(
 
 
 def test_a_topic_that_does_not_exist_is_a_plan_problem(tmp_path, session, store, no_quota_check):
-    from llmship.deploy.sagemaker import SageMakerTarget
-    from llmship.deploy.target import request_for
+    from llmship.target import request_for
+    from llmship.targets.sagemaker.target import SageMakerTarget
 
     role, bucket = execution_role(session), new_bucket(session)
     topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:missing-{uuid.uuid4().hex[:6]}"

@@ -26,23 +26,18 @@ from botocore.stub import Stubber
 from llmship.aws.s3 import ensure_bucket
 from llmship.bedrock import facts
 from llmship.bedrock.customize import JOB_KIND, MODEL_KIND, train_on_bedrock
+from llmship.bedrock.hosted import DEPLOYMENT_KIND, IMPORT_JOB_KIND, IMPORTED_KIND, PT_KIND
 from llmship.bedrock.invoke import converse, converse_generator, converse_stream
 from llmship.bedrock.role import ROLE_KIND
-from llmship.bedrock.target import (
-    DEPLOYMENT_KIND,
-    IMPORT_JOB_KIND,
-    IMPORTED_KIND,
-    PT_KIND,
-    BedrockImportTarget,
-    BedrockTarget,
-)
 from llmship.config.loader import load_config_dict
 from llmship.config.schema import AwsConfig
-from llmship.deploy.target import recorded, request_for, target_of
 from llmship.errors import DataError, DeployError, TrainError
 from llmship.progress import RecordingReporter
 from llmship.runs import RunDir
 from llmship.state import StateStore
+from llmship.target import recorded, request_for, target_of
+from llmship.targets.bedrock.target import BedrockTarget
+from llmship.targets.bedrock_import.target import BedrockImportTarget
 from llmship.train.evaluation import evaluate, prompt_format_of
 
 REGION = "us-west-2"
@@ -432,7 +427,7 @@ def test_on_demand_deployment_is_preferred_where_offered(
     name = f"{loaded.config.project.name}-{run.run_id}"
     model = facts.base_model("meta.llama3-2-1b-instruct-v1:0:128k")
     offered = facts.BaseModel(**{**model.__dict__, "on_demand_deployment": True})
-    monkeypatch.setattr("llmship.bedrock.target.base_model", lambda _id: offered)
+    monkeypatch.setattr("llmship.targets.bedrock.target.base_model", lambda _id: offered)
     target = bedrock_target(store, session)
     plan = target.plan(request_for(loaded, run))
     assert plan.kind == "on-demand" and not plan.bills_hourly

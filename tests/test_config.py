@@ -10,8 +10,8 @@ import yaml
 
 from llmship.config.loader import REDACTED, load_config
 from llmship.config.schema import LlmshipConfig
-from llmship.config.templates import TEMPLATES, render_template, write_template
 from llmship.errors import ConfigError
+from llmship.templates import TEMPLATES, render_template, write_template
 
 BASE = """\
 model:

@@ -20,13 +20,13 @@ from botocore.stub import Stubber
 
 from llmship.aws.s3 import ensure_bucket
 from llmship.config.loader import load_config_dict
-from llmship.deploy import ttl, update
-from llmship.deploy.kind_change import KindChange, check_kind_change, live_kind
-from llmship.deploy.sagemaker import ENDPOINT_KIND, SageMakerTarget
-from llmship.deploy.target import request_for
-from llmship.deploy.update import DeploymentPolicy, deployment_config
 from llmship.errors import AwsError, DeployError
 from llmship.state import StateStore
+from llmship.target import request_for
+from llmship.targets.sagemaker import ttl, update
+from llmship.targets.sagemaker.kind_change import KindChange, check_kind_change, live_kind
+from llmship.targets.sagemaker.target import ENDPOINT_KIND, SageMakerTarget
+from llmship.targets.sagemaker.update import DeploymentPolicy, deployment_config
 
 REGION = "us-west-2"
 ROLE = "arn:aws:iam::123456789012:role/llmship-sagemaker"
@@ -36,7 +36,7 @@ TAGS = {"llmship:project": "demo", "llmship:deployment": "dep", "llmship:run": "
 @pytest.fixture(autouse=True)
 def quota(monkeypatch):
     """moto has no Service Quotas listing; every instance count is within quota here."""
-    from llmship.deploy import quotas
+    from llmship.targets.sagemaker import quotas
 
     def check(session, instance_type, count, usage="endpoint"):
         return quotas.QuotaCheck(True, instance_type, "L-1", 10.0, count, "within quota")

@@ -16,11 +16,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from llmship.deploy.quotas import check_instance_quota
 from llmship.errors import DeployError
 from llmship.package.containers import DEFAULT_TRANSFORMERS, TRANSFORMERS_VERSIONS
 from llmship.sagemaker.images import facts, image_for
 from llmship.sagemaker.instances import hourly_price, instance_type, recommend
+from llmship.targets.sagemaker.quotas import check_instance_quota
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
@@ -512,8 +512,9 @@ def test_a_quota_service_answering_an_html_page_gives_one_plan_line(quotas):
     the code and what to do on one line, not the page."""
     from rich.console import Console
 
-    from llmship.deploy.plan import Plan, render
+    from llmship.cli._plan import render
     from llmship.sagemaker.cost import Cost
+    from llmship.target import Plan
 
     session, stub = quotas
     stub.add_client_error("list_service_quotas", "", HTML_ERROR_PAGE, 503)

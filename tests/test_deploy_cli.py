@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 
 from llmship.aws.s3 import ensure_bucket
 from llmship.cli import app
-from llmship.deploy.local import SERVER_KIND, LocalTarget
-from llmship.deploy.plan import Action, Plan, render
-from llmship.deploy.target import DeploymentStatus, recorded, request_for
+from llmship.cli._plan import render
 from llmship.errors import DeployError
 from llmship.runs import RunDir
 from llmship.sagemaker import names
 from llmship.sagemaker.cost import HOURS_PER_MONTH, Cost, running_cost
 from llmship.sagemaker.limits import LIMITS
 from llmship.state import StateStore
+from llmship.target import Action, DeploymentStatus, Plan, recorded, request_for
+from llmship.targets.local.target import SERVER_KIND, LocalTarget
 
 REGION = "us-west-2"
 ROLE = "arn:aws:iam::123456789012:role/llmship-sagemaker"
@@ -38,7 +38,7 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture()
 def quota_ok(monkeypatch):
     """moto has no Service Quotas listing; quotas.py has its own tests."""
-    from llmship.deploy import quotas
+    from llmship.targets.sagemaker import quotas
 
     monkeypatch.setattr(
         quotas,
@@ -288,8 +288,8 @@ STATUS_ROWS = [
 def test_status_shows_names_states_prices_and_ttls_whole_at_any_width(
     columns, tmp_path, monkeypatch
 ):
+    from llmship.cli import _targets as targets
     from llmship.cli._common import console
-    from llmship.deploy import target as targets
 
     monkeypatch.chdir(tmp_path)
     store = StateStore()

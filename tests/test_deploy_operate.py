@@ -15,19 +15,23 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from llmship.deploy import scaling, ttl, update
-from llmship.deploy.scaling import AutoscalingSettings, configure_autoscaling, remove_autoscaling
-from llmship.deploy.ttl import cancel_deletion, parse_ttl, schedule_deletion, time_left
-from llmship.deploy.update import (
+from llmship.errors import AwsError, DeployError
+from llmship.progress import RecordingReporter
+from llmship.state import StateStore
+from llmship.targets.sagemaker import scaling, ttl, update
+from llmship.targets.sagemaker.scaling import (
+    AutoscalingSettings,
+    configure_autoscaling,
+    remove_autoscaling,
+)
+from llmship.targets.sagemaker.ttl import cancel_deletion, parse_ttl, schedule_deletion, time_left
+from llmship.targets.sagemaker.update import (
     DeploymentPolicy,
     UpdateOutcome,
     deployment_config,
     start_update,
     wait_for_update,
 )
-from llmship.errors import AwsError, DeployError
-from llmship.progress import RecordingReporter
-from llmship.state import StateStore
 
 TAGS = {"llmship:project": "demo", "llmship:deployment": "dep", "llmship:run": "r1"}
 NOW = datetime(2031, 3, 4, 5, 6, 7, 890, tzinfo=UTC)

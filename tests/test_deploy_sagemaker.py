@@ -22,22 +22,22 @@ from botocore.stub import Stubber
 from llmship.aws.s3 import ensure_bucket
 from llmship.config.loader import load_config_dict
 from llmship.config.schema import AwsConfig
-from llmship.deploy.network import VPC_ENDPOINT_KIND
-from llmship.deploy.sagemaker import (
-    CONFIG_KIND,
-    ENDPOINT_KIND,
-    MODEL_KIND,
-    S3_KIND,
-    SageMakerTarget,
-    wait_for_endpoint,
-)
-from llmship.deploy.target import request_for
-from llmship.deploy.update import UpdateOutcome
 from llmship.errors import AwsError, ConfigError, DeployError
 from llmship.progress import RecordingReporter
 from llmship.runs import RunDir
 from llmship.sagemaker import names
 from llmship.state import StateStore
+from llmship.target import request_for
+from llmship.targets.sagemaker.apply import wait_for_endpoint
+from llmship.targets.sagemaker.network import VPC_ENDPOINT_KIND
+from llmship.targets.sagemaker.target import (
+    CONFIG_KIND,
+    ENDPOINT_KIND,
+    MODEL_KIND,
+    S3_KIND,
+    SageMakerTarget,
+)
+from llmship.targets.sagemaker.update import UpdateOutcome
 
 REGION = "us-west-2"
 ROLE = "arn:aws:iam::123456789012:role/llmship-sagemaker"
@@ -48,7 +48,7 @@ RUN_ID = "20260101-120000"
 def quota(monkeypatch):
     """moto has no Service Quotas listing; the check's answer is set here (quotas.py has its
     own tests)."""
-    from llmship.deploy import quotas
+    from llmship.targets.sagemaker import quotas
 
     answer = {"limit": 10.0}
 
@@ -425,7 +425,7 @@ def test_destroy_finishes_a_half_deleted_deployment(store, bucket, tmp_path):
 
 
 def test_redeploy_updates_and_reports_a_silent_rollback(store, bucket, tmp_path, monkeypatch):
-    from llmship.deploy import update
+    from llmship.targets.sagemaker import update
 
     name = unique("upd")
     config = loaded(

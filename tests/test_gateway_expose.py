@@ -21,8 +21,8 @@ from llmship.gateway import aws_expose
 from llmship.gateway.dynamo_store import DynamoStore
 from llmship.gateway.keys import new_key
 from llmship.gateway.sqlite_store import SqliteStore
-from llmship.gateway.target import ExposedGateway
 from llmship.state import StateStore
+from llmship.targets.gateway.target import ExposedGateway
 
 ENDPOINT = "My-Endpoint"
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"

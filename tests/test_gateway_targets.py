@@ -22,16 +22,17 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 
 from helpers import runtime
+from llmship.aws.runtime import invoke
 from llmship.config.gateway import GatewayConfig
 from llmship.data.samples import samsum_rows
-from llmship.deploy.invoke import generated_text, invoke, prompt_body
 from llmship.gateway.app import create_gateway_app
 from llmship.gateway.keys import new_key
 from llmship.gateway.sqlite_store import SqliteStore
 from llmship.gateway.translate import Ask, flatten, parse_openai, to_converse, to_toolkit
+from llmship.protocol.eventstream import encode_message
+from llmship.protocol.toolkit import generated_text, prompt_body
 from llmship.serve.app import create_app
 from llmship.serve.background import running
-from llmship.serve.eventstream import encode_message
 from llmship.serve.limits import limits_for
 
 DIALOGUE = samsum_rows()[300]["dialogue"]

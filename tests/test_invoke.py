@@ -20,26 +20,20 @@ from botocore.stub import ANY, Stubber
 from typer.testing import CliRunner
 
 from helpers import runtime
-from llmship.bedrock.target import IMPORTED_KIND, PT_KIND
+from llmship.aws.runtime import invoke, invoke_async, invoke_stream
+from llmship.bedrock.hosted import IMPORTED_KIND, PT_KIND
 from llmship.cli import app, invoke_cmd
 from llmship.config.schema import EvalConfig
 from llmship.data.loading import Row
 from llmship.data.prepare import write_channel
 from llmship.data.samples import samsum_rows
-from llmship.deploy.invoke import (
-    generated_text,
-    invoke,
-    invoke_async,
-    invoke_stream,
-    prompt_body,
-    stream_text,
-)
-from llmship.deploy.local import SERVER_KIND
 from llmship.errors import AwsError, DeployError
+from llmship.protocol.toolkit import generated_text, prompt_body, stream_text
 from llmship.serve.app import create_app
 from llmship.serve.background import running
 from llmship.serve.limits import limits_for
 from llmship.state import StateStore
+from llmship.targets.local.target import SERVER_KIND
 from llmship.train.evaluation import endpoint_generator, evaluate, prompt_format_of, report_paths
 
 DIALOGUE = samsum_rows()[300]["dialogue"]
@@ -246,7 +240,7 @@ def test_a_bedrock_deployment_is_invoked_through_bedrock_without_target(store, n
         regions.append(region)
         return runtime  # the Bedrock calls take a session or a ready client
 
-    monkeypatch.setattr(invoke_cmd, "_session", session)
+    monkeypatch.setattr("llmship.aws.runtime.caller_session", session)
     with Stubber(runtime) as stubber:
         stubber.add_response(
             "converse",
@@ -384,7 +378,7 @@ def test_async_command_uploads_under_the_deployment_prefix(bucket, tmp_path, mon
     )
     s3.put_object(Bucket=name, Key="out/cli.out", Body=b'{"answer": 42}')
     client, stub = async_runtime(f"s3://{name}/out/cli.out", f"s3://{name}/failed/cli.out")
-    monkeypatch.setattr(invoke_cmd, "runtime_client", lambda loaded, url=None: client)
+    monkeypatch.setattr("llmship.aws.runtime.sagemaker_runtime", lambda loaded, url=None: client)
     result = runner.invoke(
         app, ["invoke", "aq", "--async", "--prompt", "hi", "--config", str(config)]
     )

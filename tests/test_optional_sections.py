@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from llmship.aws.runtime import InvokeResult
 from llmship.cli import app
 from llmship.config.loader import load_config, load_config_dict
-from llmship.deploy.invoke import InvokeResult
 from llmship.errors import ConfigError
 
 runner = CliRunner()
@@ -63,7 +63,7 @@ def test_invoke_works_without_model_or_data(gateway_project, monkeypatch):
         sent.update(name=name, body=body)
         return InvokeResult(b'[{"generated_text": "hi there"}]', "application/json")
 
-    monkeypatch.setattr("llmship.deploy.invoke.invoke", answer)
+    monkeypatch.setattr("llmship.aws.runtime.invoke", answer)
     result = runner.invoke(
         app,
         [

@@ -190,7 +190,7 @@ def test_other_errors_are_not_retried_as_role_propagation():
 
 
 def test_the_sagemaker_target_waits_for_its_role_on_create_model(tmp_path):
-    from llmship.deploy.sagemaker import MODEL_KIND, SageMakerTarget
+    from llmship.targets.sagemaker.target import MODEL_KIND, SageMakerTarget
 
     sm, stub = stubbed_sagemaker()
     stub.add_client_error("create_model", "ValidationException", NOT_YET, 400, MODEL)

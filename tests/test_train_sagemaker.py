@@ -26,9 +26,9 @@ from llmship.errors import ConfigError, DeployError, TrainError
 from llmship.progress import RecordingReporter
 from llmship.runs import new_run
 from llmship.sagemaker.images import training_image
+from llmship.sagemaker.training_contract import TrainingEnvironment
 from llmship.state import StateStore
 from llmship.train.distributed import Launch, launch_command, needs_launch, plan_launch
-from llmship.train.environment import TrainingEnvironment
 from llmship.train.sagemaker_job import (
     JOB_KIND,
     LOG_GROUP,
@@ -518,7 +518,7 @@ def test_destroy_removes_the_job_record_secret_and_grant(aws_env, home, tmp_path
     """`llmship destroy` of a trained run's deployment: the ended job's record, the
     HF_TOKEN secret and the role's read grant on it all go; a second destroy is a no-op."""
     from llmship.config.schema import AwsConfig
-    from llmship.deploy.sagemaker import SageMakerTarget
+    from llmship.targets.sagemaker.target import SageMakerTarget
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     loaded, run = _setup(tmp_path)
@@ -545,7 +545,7 @@ def test_destroy_stops_a_running_job_first(home, monkeypatch):
     """A job still running is stopped and waited for before its record goes (moto lacks
     StopTrainingJob: the exact calls are checked against the real service model)."""
     from llmship.config.schema import AwsConfig
-    from llmship.deploy.sagemaker import SageMakerTarget
+    from llmship.targets.sagemaker.target import SageMakerTarget
 
     name = "p-run-1"
     store = StateStore()
@@ -560,7 +560,7 @@ def test_destroy_stops_a_running_job_first(home, monkeypatch):
     target = SageMakerTarget(store, AwsConfig(region=REGION))
     target._clients[("sagemaker", REGION)] = sm
     slept: list[float] = []
-    monkeypatch.setattr("llmship.deploy.sagemaker.time.sleep", slept.append)
+    monkeypatch.setattr("llmship.train.sagemaker_job.time.sleep", slept.append)
     assert target.destroy("p-run") == [f"sagemaker:training-job {name}"]
     stub.assert_no_pending_responses()
     assert len(slept) == 2 and store.resources("p-run") == []

@@ -26,7 +26,7 @@ _EXPORTS = {
     "prepare_data": "llmship.data.prepare",
     "train": "llmship.train.run",
     "train_in_environment": "llmship.train.run",
-    "TrainingEnvironment": "llmship.train.environment",
+    "TrainingEnvironment": "llmship.sagemaker.training_contract",
     "evaluate": "llmship.train.evaluation",
     "load_finetuned": "llmship.models.generation",
     "generate": "llmship.models.generation",
@@ -90,9 +90,9 @@ if TYPE_CHECKING:
     from llmship.package.extract import safe_extract
     from llmship.package.validate import validate_artifact
     from llmship.publish.hub import publish
+    from llmship.sagemaker.training_contract import TrainingEnvironment
     from llmship.serve.app import create_app
     from llmship.serve.server import serve
-    from llmship.train.environment import TrainingEnvironment
     from llmship.train.evaluation import evaluate
     from llmship.train.run import train, train_in_environment
 

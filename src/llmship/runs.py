@@ -20,7 +20,7 @@ from pathlib import Path
 
 from llmship.config.loader import LoadedConfig
 from llmship.errors import TrainError
-from llmship.train.environment import TrainingEnvironment
+from llmship.sagemaker.training_contract import TrainingEnvironment
 
 SPLIT_NAMES = ("train", "validation", "test")
 LATEST = "latest"  # names the newest run wherever a command takes a run

@@ -40,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from llmship.state import TAG_PREFIX
+
 VERSION = "2012-10-17"
 CAPABILITIES = ("deploy", "operate", "train", "bedrock", "expose")
 # What each command group needs: a deployer attaches deploy and operate (destroy
@@ -51,7 +53,7 @@ NEEDED_BY = {
     "expose": ("expose",),
     "all": CAPABILITIES,
 }
-TAG = "llmship:project"
+TAG = f"{TAG_PREFIX}project"  # what every statement scoped to the project conditions on
 # What the gateway does with the items of its key and counter tables.
 DYNAMO_ITEMS = (
     "dynamodb:GetItem",

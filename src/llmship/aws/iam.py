@@ -36,9 +36,9 @@ from llmship.aws.capabilities import CAPABILITIES, capability_policy
 from llmship.aws.errors import aws_call, error_code, error_message, ignore_not_found
 from llmship.aws.session import client
 from llmship.errors import AwsError, DeployError
-from llmship.state import StateStore
+from llmship.sagemaker.names import default_role_name
+from llmship.state import Kind, StateStore, Status, tag_list, tags
 
-ROLE_KIND = "iam:role"
 # The role belongs to the project, not to one deployment or run.
 BOOTSTRAP = "bootstrap"
 VERSION = "2012-10-17"
@@ -55,11 +55,6 @@ class Bootstrap:
     role_name: str
     created: bool
     policy_names: list[str]
-
-
-def default_role_name(project: str) -> str:
-    """`llmship-<project>-sagemaker` (project names are at most 32 chars: fits IAM's 64)."""
-    return f"llmship-{project}-sagemaker"
 
 
 def trust_policy() -> dict[str, Any]:
@@ -151,12 +146,14 @@ def bootstrap(
 ) -> Bootstrap:
     """Create the project's SageMaker execution role, or bring it up to date (idempotent)."""
     name = role_name or default_role_name(project)
-    store = store or StateStore()
+    store = (store or StateStore()).owned_by("sagemaker")
     iam = client(session, "iam")
     account, partition = _identity(session)
     policies = execution_policies(partition=partition, account=account, bucket=bucket)
-    tags = {"llmship:project": project, "llmship:deployment": BOOTSTRAP, "llmship:run": BOOTSTRAP}
-    recorded = next((r for r in store.resources() if (r.kind, r.name) == (ROLE_KIND, name)), None)
+    role_tags = tags(project, BOOTSTRAP, BOOTSTRAP)
+    recorded = next(
+        (r for r in store.resources() if (r.kind, r.name) == (Kind.IAM_ROLE, name)), None
+    )
     role = None
     with ignore_not_found("iam", "GetRole", name):
         role = iam.get_role(RoleName=name)["Role"]
@@ -164,7 +161,7 @@ def bootstrap(
     if not created:
         check_owner(iam, name, project)
     if created or recorded is None:
-        store.record_creating(ROLE_KIND, name, BOOTSTRAP, project, details={"bucket": bucket})
+        store.record_creating(Kind.IAM_ROLE, name, BOOTSTRAP, project, details={"bucket": bucket})
     if created:
         role = _call(
             iam.create_role,
@@ -173,7 +170,7 @@ def bootstrap(
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(trust_policy()),
             Description=f"llmship: SageMaker execution role of project {project}",
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            Tags=tag_list(role_tags),
         )["Role"]
     elif _document(role.get("AssumeRolePolicyDocument")) != trust_policy():
         _call(
@@ -193,8 +190,10 @@ def bootstrap(
                 PolicyName=policy_name,
                 PolicyDocument=json.dumps(document),
             )
-    if recorded is None or recorded.status != "UP" or created:
-        store.set_status(ROLE_KIND, name, "UP", details={"arn": role["Arn"], "bucket": bucket})
+    if recorded is None or recorded.status != Status.UP or created:
+        store.set_status(
+            Kind.IAM_ROLE, name, Status.UP, details={"arn": role["Arn"], "bucket": bucket}
+        )
     return Bootstrap(role["Arn"], name, created, list(policies))
 
 
@@ -232,9 +231,9 @@ def check_owner(
 ) -> None:
     """Refuse to rewrite a role that llmship did not create for this project."""
     with aws_call("iam", "ListRoleTags", name):
-        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
-    if tags.get("llmship:project") != project:
-        owner = tags.get("llmship:project")
+        role_tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
+    owner = role_tags.get(capabilities.TAG)
+    if owner != project:
         whose = f"llmship project {owner!r}" if owner else "something other than llmship"
         raise DeployError(
             f"IAM role {name} exists and belongs to {whose}, not project {project!r}; llmship "

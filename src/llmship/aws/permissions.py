@@ -24,7 +24,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlparse
 
-PROJECT_TAG = "llmship:project"
+from llmship.aws.capabilities import TAG
+
 # Calls IAM never denies, and those granted to another identity than the one running
 # the command: both are outside the capability policies.
 NO_PERMISSION = frozenset({"sts:GetCallerIdentity"})
@@ -111,7 +112,7 @@ def needs(
             need = Need(
                 need.action,
                 need.resource,
-                {**need.conditions, f"aws:ResourceTag/{PROJECT_TAG}": project},
+                {**need.conditions, f"aws:ResourceTag/{TAG}": project},
             )
         out.append(need)
     return out
@@ -145,7 +146,7 @@ def granting_statement(
 
     if isinstance(need, str):
         need = Need(need, resource or "")
-    tagged = [need.conditions.get(f"aws:{k}Tag/{PROJECT_TAG}") for k in ("Request", "Resource")]
+    tagged = [need.conditions.get(f"aws:{k}Tag/{TAG}") for k in ("Request", "Resource")]
     project = project or next((p for p in tagged if isinstance(p, str)), None)
     if need.resource == "*" or need.resource.startswith("arn:"):
         policies = _printed_policies(need.resource, project, role_arn)
@@ -162,7 +163,7 @@ def _printed_policies(resource: str, project: str | None, role_arn: str | None) 
     """Every capability's policy for `project` (`*`: any), named as printed, with the
     partition, account and region of `resource` (`*` where it names none)."""
     from llmship.aws.capabilities import CAPABILITIES, capability_policy, policy_name
-    from llmship.aws.iam import default_role_name
+    from llmship.sagemaker.names import default_role_name
 
     parts = resource.split(":", 5) if resource.startswith("arn:") else []
     partition = parts[1] if parts else "aws"

@@ -36,9 +36,8 @@ from llmship.aws.errors import (
     translate,
 )
 from llmship.aws.iam import VERSION, PolicyContext, WrittenPolicy, register_policies
-from llmship.aws.secrets import ROLE_POLICY_KIND
 from llmship.aws.session import client
-from llmship.state import StateStore
+from llmship.state import Kind, StateStore, Status
 
 Mode = Literal["read", "write", "read-write"]
 BedrockJob = Literal["model-customization-job", "model-import-job"]
@@ -566,7 +565,7 @@ def put_grant(
 ) -> str:
     """Put the inline policy on the role, recorded first so destroy finds it; its record.
     `details` name what the grant serves (an endpoint: destroy revokes it once gone)."""
-    store.record_creating(ROLE_POLICY_KIND, grant.record, deployment, project, "", details)
+    store.record_creating(Kind.IAM_ROLE_POLICY, grant.record, deployment, project, "", details)
     with aws_call("iam", "PutRolePolicy", grant.record):
         iam.put_role_policy(
             RoleName=grant.role_name,
@@ -574,7 +573,7 @@ def put_grant(
             PolicyDocument=json.dumps(grant.document, separators=(",", ":")),
         )
     details = {"role": grant.role_name, "policy": grant.policy_name}
-    store.set_status(ROLE_POLICY_KIND, grant.record, "UP", "", details)
+    store.set_status(Kind.IAM_ROLE_POLICY, grant.record, Status.UP, "", details)
     return grant.record
 
 
@@ -583,10 +582,10 @@ def revoke_grants(iam, store: StateStore, deployment: str) -> list[str]:
     from llmship.aws.secrets import revoke_read
 
     removed = []
-    for grant in [r for r in store.resources(deployment) if r.kind == ROLE_POLICY_KIND]:
+    for grant in [r for r in store.resources(deployment) if r.kind == Kind.IAM_ROLE_POLICY]:
         revoke_read(iam, grant.name)
         store.remove(grant.kind, grant.name, grant.region)
-        removed.append(f"{ROLE_POLICY_KIND} {grant.name}")
+        removed.append(f"{Kind.IAM_ROLE_POLICY} {grant.name}")
     return removed
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from llmship.aws.errors import aws_call, ignore_not_found, is_not_found
 from llmship.errors import AwsError
 from llmship.progress import RecordingReporter, Reporter
+from llmship.state import tag_list
 
 SHA_KEY = "llmship-sha256"
 PART_SIZE = 64 * 1024 * 1024
@@ -67,7 +68,7 @@ def ensure_bucket(s3, bucket: str, region: str, tags: dict[str, str]) -> bool:
         )
         s3.put_bucket_tagging(
             Bucket=bucket,
-            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+            Tagging={"TagSet": tag_list(dict(sorted(tags.items())))},
         )
     return True
 

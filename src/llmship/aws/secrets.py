@@ -16,10 +16,11 @@ from collections.abc import MutableMapping
 
 from llmship.aws.errors import aws_call, error_code, ignore_not_found, translate
 from llmship.aws.iam import PolicyContext, WrittenPolicy, register_policies
-from llmship.state import StateStore
+from llmship.state import Kind, StateStore, Status, tag_list
 
-SECRET_KIND = "secretsmanager:secret"
-ROLE_POLICY_KIND = "iam:role-policy"
+# The names callers and tests import; the kinds themselves are llmship.state.Kind's.
+SECRET_KIND = Kind.SECRET
+ROLE_POLICY_KIND = Kind.IAM_ROLE_POLICY
 ENV_PREFIX = "LLMSHIP_SECRET_"
 VERSION = "2012-10-17"
 
@@ -43,20 +44,20 @@ def store_secret(
     """Create (or update the value of) secret `name`; its ARN. Recorded before the call."""
     from botocore.exceptions import ClientError
 
-    store.record_creating(SECRET_KIND, name, deployment, project, region)
+    store.record_creating(Kind.SECRET, name, deployment, project, region)
     with aws_call("secretsmanager", "CreateSecret", name):
         try:
             arn = secrets.create_secret(
                 Name=name,
                 SecretString=value,
                 Description="Written by llmship for a training job; deleted by llmship destroy.",
-                Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+                Tags=tag_list(dict(sorted(tags.items()))),
             )["ARN"]
         except ClientError as exc:
             if error_code(exc) != "ResourceExistsException":
                 raise
             arn = secrets.put_secret_value(SecretId=name, SecretString=value)["ARN"]
-    store.set_status(SECRET_KIND, name, "UP", region, {"arn": arn})
+    store.set_status(Kind.SECRET, name, Status.UP, region, {"arn": arn})
     return arn
 
 
@@ -93,12 +94,12 @@ def grant_read(
     role = role_arn.rsplit("/", 1)[-1]
     name = policy_name(deployment)
     record = f"{role}/{name}"
-    store.record_creating(ROLE_POLICY_KIND, record, deployment, project)
+    store.record_creating(Kind.IAM_ROLE_POLICY, record, deployment, project)
     with aws_call("iam", "PutRolePolicy", record):
         iam.put_role_policy(
             RoleName=role, PolicyName=name, PolicyDocument=json.dumps(read_policy(secret_arn))
         )
-    store.set_status(ROLE_POLICY_KIND, record, "UP", "", {"role": role, "policy": name})
+    store.set_status(Kind.IAM_ROLE_POLICY, record, Status.UP, "", {"role": role, "policy": name})
     return name
 
 

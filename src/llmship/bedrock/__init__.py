@@ -7,6 +7,7 @@ through the same config and commands as the other targets.
     role.py       the service role Bedrock assumes (trust and S3 access, least privilege)
     customize.py  `llmship train --target bedrock`
     metrics.py    a job's metrics CSVs as a run's metrics.jsonl
-    target.py     deploy targets `bedrock` and `bedrock-import` (plan/apply/status/destroy)
+    hosted.py     what every Bedrock-hosted deployment shares: status, invoke, destroy
+                  (the deploy targets `bedrock` and `bedrock-import` build on it)
     invoke.py     Converse, ConverseStream and InvokeModel
 """

@@ -7,14 +7,14 @@ hyperparameters checked against the table, validation data, output prefix, optio
 VPC), then poll it. The job and its custom model are recorded in the state store
 before the create call, under the deployment `<project>-<run>` that `llmship deploy
 --target bedrock` of the same run uses, so `destroy` removes them all. Ctrl-C while
-polling asks whether to stop the job. On completion the job's metrics CSVs become the
-run's metrics.jsonl and loss curve, as a local run has them.
+polling asks the caller's `confirm` whether to stop the job (the CLI asks on a terminal;
+nothing here prompts). On completion the job's metrics CSVs become the run's
+metrics.jsonl and loss curve, as a local run has them.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,14 +24,16 @@ from llmship.aws.iam import call_with_new_role
 from llmship.aws.role_grants import put_grant
 from llmship.aws.session import client, make_session
 from llmship.bedrock.facts import BaseModel, base_model, source
+from llmship.bedrock.hosted import bedrock_tags
 from llmship.bedrock.role import Prefixes, ensure_role, job_grant
 from llmship.errors import AwsError, DeployError, TrainError
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir
-from llmship.state import StateStore, state_path
+from llmship.state import Kind, StateStore, Status, state_path
+from llmship.state import tags as llmship_tags
 
-JOB_KIND = "bedrock:customization-job"
-MODEL_KIND = "bedrock:custom-model"
+JOB_KIND = Kind.BEDROCK_CUSTOMIZATION_JOB
+MODEL_KIND = Kind.BEDROCK_CUSTOM_MODEL
 
 
 def hyperparameters(config, model: BaseModel) -> dict[str, str]:
@@ -88,7 +90,7 @@ def job_request(
     vpc,
 ) -> dict:
     """The exact CreateModelCustomizationJob request."""
-    tag_list = [{"key": k, "value": v} for k, v in sorted(tags.items())]
+    tag_list = bedrock_tags(tags)
     request = {
         "jobName": name,
         "customModelName": name,
@@ -111,13 +113,9 @@ def job_request(
     return request
 
 
-def ask_to_stop(question: str) -> bool:
-    """Ask on a terminal; anywhere else the job keeps running."""
-    if not sys.stdin.isatty():
-        return False
-    from rich.prompt import Confirm
-
-    return Confirm.ask(question, default=False)
+def keep_running(question: str) -> bool:
+    """The answer when no one is asked whether to stop the job: leave it running."""
+    return False
 
 
 def train_on_bedrock(
@@ -128,9 +126,10 @@ def train_on_bedrock(
     session=None,
     store: StateStore | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    confirm: Callable[[str], bool] = ask_to_stop,
+    confirm: Callable[[str], bool] = keep_running,
 ) -> RunDir:
-    """Fine-tune on Bedrock; returns the run directory holding metrics and loss curve."""
+    """Fine-tune on Bedrock; returns the run directory holding metrics and loss curve.
+    `confirm` answers whether Ctrl-C while polling stops the job."""
     from llmship.aws.s3 import upload_file
     from llmship.bedrock.export import build_records, write_records
     from llmship.data.prepare import load_splits, write_channel
@@ -159,7 +158,7 @@ def train_on_bedrock(
             f"aws.region: {model.name} is customized in {', '.join(model.regions)}, not "
             f"{session.region_name} ({source('hyperparameters')}); set aws.region"
         )
-    store = store or StateStore()
+    store = (store or StateStore()).owned_by("bedrock")  # its destroy deletes the model
     run = new_run(loaded, output)
     for split, rows in splits.items():
         write_channel(rows, run.channel(split), split)
@@ -173,11 +172,6 @@ def train_on_bedrock(
         key = f"{prefixes.input}{run.run_id}/{split}.jsonl"
         upload_file(s3, path, cfg.aws.bucket, key, state_path().parent / "uploads", reporter)
         uris[split] = prefixes.uri(key)
-    tags = {
-        "llmship:project": cfg.project.name,
-        "llmship:deployment": name,
-        "llmship:run": run.run_id,
-    }
     role_arn = cfg.bedrock.role_arn or ensure_role(
         session, prefixes=prefixes, deployment=name, run_id=run.run_id, store=store
     )
@@ -190,7 +184,7 @@ def train_on_bedrock(
         train_uri=uris["train"],
         validation_uri=uris.get("validation"),
         output_uri=output_uri,
-        tags=tags,
+        tags=llmship_tags(cfg.project.name, name, run.run_id),
         vpc=cfg.bedrock.vpc,
     )
     region = session.region_name
@@ -234,7 +228,7 @@ def train_on_bedrock(
             store.remove(JOB_KIND, name, region)
             store.remove(MODEL_KIND, name, region)
         raise
-    store.set_status(JOB_KIND, name, "UP", region, {"arn": arn, "output": output_uri})
+    store.set_status(JOB_KIND, name, Status.UP, region, {"arn": arn, "output": output_uri})
     (run.root / "bedrock.json").write_text(
         json.dumps({"job_name": name, "job_arn": arn, "request": request}, indent=2) + "\n",
         encoding="utf-8",
@@ -248,7 +242,7 @@ def train_on_bedrock(
         sleep=sleep,
         confirm=confirm,
     )
-    store.set_status(MODEL_KIND, name, "UP", region, {"arn": job.get("outputModelArn", "")})
+    store.set_status(MODEL_KIND, name, Status.UP, region, {"arn": job.get("outputModelArn", "")})
     _finish_run(s3, prefixes, run, job)
     return run
 
@@ -260,7 +254,7 @@ def wait_for_job(
     reporter: Reporter | None = None,
     poll_seconds: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
-    confirm: Callable[[str], bool] = ask_to_stop,
+    confirm: Callable[[str], bool] = keep_running,
 ) -> dict:
     """Poll until the job completes; Failed prints Bedrock's failureMessage; Ctrl-C asks
     whether to stop the job (StopModelCustomizationJob) or leave it running."""

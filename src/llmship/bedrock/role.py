@@ -43,9 +43,9 @@ from llmship.aws.role_grants import (
     policy_name,
 )
 from llmship.aws.session import client
-from llmship.state import StateStore
+from llmship.state import Kind, StateStore, Status, tag_list, tags
 
-ROLE_KIND = "iam:role"
+ROLE_KIND = Kind.IAM_ROLE
 POLICY_NAME = "llmship-bedrock-s3"
 
 
@@ -148,11 +148,6 @@ def ensure_role(
     if role is None or not recorded:
         store.record_creating(ROLE_KIND, name, deployment, prefixes.project, details=details)
     if role is None:
-        tags = {
-            "llmship:project": prefixes.project,
-            "llmship:deployment": deployment,
-            "llmship:run": run_id,
-        }
         role = _call(
             iam.create_role,
             "CreateRole",
@@ -160,7 +155,7 @@ def ensure_role(
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(trust),
             Description=f"llmship: Bedrock service role of project {prefixes.project}",
-            Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+            Tags=tag_list(tags(prefixes.project, deployment, run_id)),
         )["Role"]
     elif _document(role.get("AssumeRolePolicyDocument")) != trust:
         _call(
@@ -179,7 +174,7 @@ def ensure_role(
             PolicyName=POLICY_NAME,
             PolicyDocument=json.dumps(access),
         )
-    store.set_status(ROLE_KIND, name, "UP", details={**details, "arn": role["Arn"]})
+    store.set_status(ROLE_KIND, name, Status.UP, details={**details, "arn": role["Arn"]})
     return role["Arn"]
 
 

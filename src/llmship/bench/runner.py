@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmship.bench.serving import BenchResult, benchmark, random_prompts
@@ -42,6 +43,17 @@ SHAPES = {
 }
 
 
+@dataclass(frozen=True)
+class ServerRun:
+    """One server to measure: what it serves, its batch size, and the number of prompts
+    it gets at each concurrency."""
+
+    server: str  # llmship or naive
+    directory: Path  # llmship: the artifact; naive: the model
+    max_batch: int
+    counts: tuple[int, ...]
+
+
 def bench_serve(
     shape: str = "cpu-small",
     model_dir: Path | None = None,
@@ -70,17 +82,17 @@ def bench_serve(
             max(num_prompts), input_len, len(tokenizer), seed, set(tokenizer.all_special_ids)
         )
         artifact = build_artifact(model_dir, work / "artifact", "uncompressed", "5.5.3").path
-        servers = [("llmship", artifact, str(max_batch or max(concurrencies)), num_prompts)]
+        runs = [ServerRun("llmship", artifact, max_batch or max(concurrencies), num_prompts)]
         if baseline == "naive":
             counts = (
                 num_prompts if baseline_prompts is None else (baseline_prompts,) * len(num_prompts)
             )
-            servers.append(("naive", model_dir, "1", counts))
+            runs.append(ServerRun("naive", model_dir, 1, counts))
         results: list[BenchResult] = []
-        for kind, directory, batch, counts in servers:
-            with _server_process(kind, directory, batch) as url:
+        for run in runs:
+            with _server_process(run) as url:
                 for index, (concurrency, count) in enumerate(
-                    zip(concurrencies, counts, strict=True)
+                    zip(concurrencies, run.counts, strict=True)
                 ):
                     results += benchmark(
                         url,
@@ -90,24 +102,24 @@ def bench_serve(
                         [concurrency],
                         request_rate,
                         seed,
-                        server=kind,
+                        server=run.server,
                         warmup=2 if index == 0 else 0,  # once per server
                     )
     return results
 
 
 @contextmanager
-def _server_process(kind: str, directory: Path, batch: str, timeout: float = 1800.0):
+def _server_process(run: ServerRun, timeout: float = 1800.0):
     """A benchmark server in its own process; its URL once /ping answers 200."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "llmship.bench.server_process",
-        kind,
-        str(directory),
+        run.server,
+        str(run.directory),
         str(port),
-        batch,
+        str(run.max_batch),
     ]
     process = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"

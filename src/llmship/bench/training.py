@@ -83,6 +83,33 @@ class Variant:
     options: dict[str, bool] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """One variant's run, as its worker process gets it: JSON on its command line."""
+
+    shape: str
+    seq_len: int
+    batch: int
+    variant: Variant
+    steps: int
+    warmup: int
+    seed: int
+    lora_r: int
+
+    @property
+    def total_steps(self) -> int:
+        """Warm-up and timed steps together."""
+        return self.warmup + self.steps
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, job: dict[str, Any]) -> TrainJob:
+        """The job from its decoded JSON."""
+        return cls(**{**job, "variant": Variant(**job["variant"])})
+
+
 @dataclass
 class TrainBenchResult:
     """What one variant measured."""
@@ -192,59 +219,52 @@ def bench_train(
 ) -> list[TrainBenchResult]:
     """Every variant on the same shape and data, each in a fresh process."""
     parsed = [parse_variant(spec, seq_len, batch) for spec in variants]
-    results = []
-    for variant in parsed:
-        job = {
-            "shape": shape,
-            "seq_len": seq_len,
-            "batch": batch,
-            "variant": asdict(variant),
-            "steps": steps,
-            "warmup": warmup,
-            "seed": seed,
-            "lora_r": lora_r,
-        }
-        results.append(_in_subprocess(job, timeout))
-    return results
+    jobs = [
+        TrainJob(shape, seq_len, batch, variant, steps, warmup, seed, lora_r) for variant in parsed
+    ]
+    return [_in_subprocess(job, timeout) for job in jobs]
 
 
-def _in_subprocess(job: dict[str, Any], timeout: float) -> TrainBenchResult:
+def _in_subprocess(job: TrainJob, timeout: float) -> TrainBenchResult:
     """One variant in a fresh process; one that fails or times out is reported, not fatal."""
     with tempfile.TemporaryDirectory(prefix="llmship-bench-train-") as work:
         out = Path(work) / "result.json"
-        command = [sys.executable, "-m", "llmship.bench.training", json.dumps(job), str(out)]
+        command = [sys.executable, "-m", "llmship.bench.training", job.to_json(), str(out)]
         try:
             subprocess.run(command, check=True, timeout=timeout)
         except subprocess.CalledProcessError as exc:
-            return _skipped(Variant(**job["variant"]), "", f"failed (exit {exc.returncode})")
+            return _skipped(job.variant, "", f"failed (exit {exc.returncode})")
         except subprocess.TimeoutExpired:
-            return _skipped(Variant(**job["variant"]), "", f"timed out after {timeout:.0f} s")
+            return _skipped(job.variant, "", f"timed out after {timeout:.0f} s")
         return TrainBenchResult(**json.loads(out.read_text()))
 
 
 def run_variant(job: dict[str, Any]) -> TrainBenchResult:
-    """Build the model, the data and the variant's step; time it (in this process)."""
+    """Build the model, the data and the variant's step; time it (in this process).
+    `job` is a TrainJob as its JSON decodes."""
+    return _run(TrainJob.from_dict(job))
+
+
+def _run(job: TrainJob) -> TrainBenchResult:
     import torch
 
-    variant = Variant(**job["variant"])
+    variant = job.variant
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     if variant.path == "qlora" and (device.type != "cuda" or find_spec("bitsandbytes") is None):
         return _skipped(variant, name, "QLoRA needs CUDA and bitsandbytes, not found here")
-    shape = SHAPES[job["shape"]]
-    torch.manual_seed(job["seed"])
-    model, base_params = _build_model(shape, variant, device, job["seq_len"])
-    tokens_per_step = job["batch"] * job["seq_len"]
+    shape = SHAPES[job.shape]
+    torch.manual_seed(job.seed)
+    model, base_params = _build_model(shape, variant, device, job.seq_len)
+    tokens_per_step = job.batch * job.seq_len
     examples = skewed_examples(
-        max(
-            4 * (job["steps"] + job["warmup"]) * tokens_per_step // max(job["seq_len"] // 6, 1), 64
-        ),
-        job["seq_len"],
+        max(4 * job.total_steps * tokens_per_step // max(job.seq_len // 6, 1), 64),
+        job.seq_len,
         shape.vocab_size,
-        job["seed"],
+        job.seed,
     )
-    step, batches = _stepper(model, variant, examples, job, device)
-    total = job["warmup"] + job["steps"]
+    step, batches = _stepper(model, job, examples, device)
+    total = job.total_steps
     if len(batches) < total:
         raise RuntimeError(f"{len(batches)} batches for {total} steps: make more examples")
     if device.type == "cuda":
@@ -253,13 +273,13 @@ def run_variant(job: dict[str, Any]) -> TrainBenchResult:
         setup = torch.cuda.memory_allocated()
     else:
         setup = _rss_bytes()
-    losses = [step(batches[i]) for i in range(job["warmup"])]
+    losses = [step(batches[i]) for i in range(job.warmup)]
     _sync(device)
     started = time.perf_counter()
-    losses += [step(batches[i]) for i in range(job["warmup"], total)]
+    losses += [step(batches[i]) for i in range(job.warmup, total)]
     _sync(device)
     seconds = time.perf_counter() - started
-    timed = batches[job["warmup"] : total]
+    timed = batches[job.warmup : total]
     lengths = [len(e["input_ids"]) for b in timed for e in _examples_of(b)]
     padded = sum(len(b) * max(len(e["input_ids"]) for e in b) for b in timed)
     if device.type == "cuda":
@@ -273,7 +293,7 @@ def run_variant(job: dict[str, Any]) -> TrainBenchResult:
         seq_len=variant.seq_len,
         rows=variant.rows,
         options=variant.options,
-        steps=job["steps"],
+        steps=job.steps,
         tokens=sum(lengths),
         padded_tokens=padded,
         seconds=round(seconds, 4),
@@ -332,19 +352,20 @@ def _quantized(model):
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
-def _stepper(model, variant: Variant, examples, job, device):
-    """The step function of the variant and the batches it takes, in order."""
+def _stepper(model, job: TrainJob, examples, device):
+    """The step function of the job's variant and the batches it takes, in order."""
     from llmship.train.batching import epoch_batches
 
+    variant = job.variant
     if variant.path == "plain":
-        return _plain_stepper(model, job["lora_r"], device), epoch_batches(
-            examples, variant.rows, job["seed"], 0
+        return _plain_stepper(model, job.lora_r, device), epoch_batches(
+            examples, variant.rows, job.seed, 0
         )
     from llmship.config.schema import LoraConfig, TrainConfig
     from llmship.train.loop import LoopData, make_stepper
     from llmship.train.methods import add_lora
 
-    lora = LoraConfig(r=job["lora_r"], alpha=2 * job["lora_r"], dropout=0.0)
+    lora = LoraConfig(r=job.lora_r, alpha=2 * job.lora_r, dropout=0.0)
     model = add_lora(model, lora, "causal")
     cfg = TrainConfig(
         batch_size=variant.rows,
@@ -355,8 +376,8 @@ def _stepper(model, variant: Variant, examples, job, device):
         **variant.options,
     )
     data = LoopData(train=examples, kind="causal", pad_id=0, max_length=variant.seq_len)
-    stepper = make_stepper(model, data, cfg, device, job["warmup"] + job["steps"])
-    batches = epoch_batches(examples, variant.rows, job["seed"], 0, cfg.packing, variant.seq_len)
+    stepper = make_stepper(model, data, cfg, device, job.total_steps)
+    batches = epoch_batches(examples, variant.rows, job.seed, 0, cfg.packing, variant.seq_len)
 
     def step(batch) -> float:
         loss_sum, targets, _ = stepper([batch])

@@ -5,14 +5,26 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from llmship.config.loader import LoadedConfig, load_config
-from llmship.errors import LlmshipError
+from llmship.config.loader import DEFAULT_CONFIG_NAME, LoadedConfig, load_config
+from llmship.errors import (
+    AwsError,
+    ConfigError,
+    DataError,
+    DeployError,
+    EvalError,
+    LlmshipError,
+    ModelError,
+    PackageError,
+    StateError,
+    TrainError,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,21 +52,27 @@ OutputOption = Annotated[
     ),
 ]
 
-# What to run next, by error type (the message itself says what was wrong and where).
-NEXT_STEP = {
-    "ConfigError": "fix the config (see `llmship config show`) and run the command again",
-    "DataError": "fix the data file or data.* settings, then `llmship data prepare` to check",
-    "ModelError": "check model.name_or_path; `llmship model create-tiny DIR` makes a local model",
-    "TrainError": "fix the train.* settings; a run can continue with `llmship train --resume`",
-    "EvalError": "check the run directory; `llmship train` writes one",
-    "PackageError": "fix the artifact or its model directory, then `llmship validate` it",
-    "DeployError": "fix the deploy.* / aws.* settings named above; `llmship deploy --plan` "
+# What to run next, by error type (the message itself says what was wrong and where); a
+# subclass gets the hint of its nearest listed parent.
+NEXT_STEP: dict[type[LlmshipError], str] = {
+    ConfigError: "fix the config (see `llmship config show`) and run the command again",
+    DataError: "fix the data file or data.* settings, then `llmship data prepare` to check",
+    ModelError: "check model.name_or_path; `llmship model create-tiny DIR` makes a local model",
+    TrainError: "fix the train.* settings; a run can continue with `llmship train --resume`",
+    EvalError: "check the run directory; `llmship train` writes one",
+    PackageError: "fix the artifact or its model directory, then `llmship validate` it",
+    DeployError: "fix the deploy.* / aws.* settings named above; `llmship deploy --plan` "
     "shows what would happen without creating anything",
-    "AwsError": "check the credentials, region and permissions named above "
+    AwsError: "check the credentials, region and permissions named above "
     "(`llmship aws bootstrap` prints the policy a deploying user needs)",
-    "StateError": "the state store is under $LLMSHIP_HOME (default ~/.llmship); "
+    StateError: "the state store is under $LLMSHIP_HOME (default ~/.llmship); "
     "`llmship status --refresh` reconciles it with AWS",
 }
+
+
+def next_step(exc: LlmshipError) -> str | None:
+    """The hint for `exc`'s type, or for the nearest parent type that has one."""
+    return next((NEXT_STEP[kind] for kind in type(exc).__mro__ if kind in NEXT_STEP), None)
 
 
 def quiet_libraries() -> None:
@@ -122,12 +140,38 @@ def load(config: Path | None, overrides: list[str] | None) -> LoadedConfig:
     return load_config(config, overrides or [], require=())
 
 
+def load_if_present(config: Path | None, overrides: list[str] | None) -> LoadedConfig | None:
+    """The config when --config is given or ./llmship.yaml exists, else None, for the
+    commands that work without one (status, destroy, invoke, package, serve, keys):
+    their defaults stand in. --set without a config file is refused, not ignored."""
+    if config is None and not Path(DEFAULT_CONFIG_NAME).is_file():
+        if overrides:
+            raise ConfigError(f"--set needs a config file and there is no {DEFAULT_CONFIG_NAME}")
+        return None
+    return load(config, overrides)
+
+
+def confirmer(yes: bool, refusal: str) -> Callable[[str], bool]:
+    """The `confirm` callback a stage's flow asks (question -> bool): yes with --yes, the
+    answer on a terminal, and anywhere else an error saying `refusal` and to pass --yes
+    (a script must not hang on, or silently skip, a question about money)."""
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise DeployError(f"{refusal}; not a terminal to ask on: pass --yes to confirm")
+        return typer.confirm(question, default=False)
+
+    return confirm
+
+
 def fail(exc: LlmshipError) -> NoReturn:
     """Print an llmship error and exit 2; LLMSHIP_DEBUG=1 shows the traceback too."""
     if os.environ.get("LLMSHIP_DEBUG"):
         raise exc
     err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-    hint = NEXT_STEP.get(type(exc).__name__)
+    hint = next_step(exc)
     if hint:
         err_console.print(f"[dim]next: {hint}[/]", highlight=False)
     sys.exit(2)

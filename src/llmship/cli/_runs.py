@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmship.cli._common import load
-from llmship.config.loader import DEFAULT_CONFIG_NAME
+from llmship.cli._common import load_if_present
 
 RUN_HELP = "'latest', a run id or a run directory"
 
@@ -29,6 +28,5 @@ def _runs_root(config: Path | None, overrides: list[str] | None) -> Path:
     from llmship.config.schema import ProjectConfig
     from llmship.runs import runs_root
 
-    if config is None and not overrides and not Path(DEFAULT_CONFIG_NAME).is_file():
-        return Path(ProjectConfig().runs_dir)
-    return runs_root(load(config, overrides))
+    loaded = load_if_present(config, overrides)
+    return runs_root(loaded) if loaded else Path(ProjectConfig().runs_dir)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +11,6 @@ import typer
 from llmship.cli._common import ConfigOption, SetOption, err_console, load
 
 app = typer.Typer(help="AWS account setup: the SageMaker execution role.", no_args_is_help=True)
-
-BUCKET_KIND = "s3:bucket"
 
 
 @app.command("bootstrap")
@@ -89,7 +86,7 @@ def bootstrap_command(
         _print_policies(settings, print_policy, account=account, caller_arn=caller_arn)
         return
     session = make_session(settings.aws)
-    store = StateStore()
+    store = StateStore(owner="sagemaker")  # the bootstrap role and bucket
     if create_bucket:
         _create_bucket(session, bucket, project, store, BOOTSTRAP)
     done = bootstrap(session, project=project, bucket=bucket, role_name=role_name, store=store)
@@ -122,8 +119,8 @@ def bootstrap_command(
 def _print_policies(settings, capability: str, *, account: str | None, caller_arn) -> None:
     """The managed policies of `capability` on stdout, built from the config alone."""
     from llmship.aws.capabilities import NEEDED_BY
-    from llmship.aws.iam import default_role_name
     from llmship.errors import ConfigError
+    from llmship.sagemaker.names import default_role_name
 
     aws = settings.aws
     if capability not in NEEDED_BY and capability not in NEEDED_BY["all"]:
@@ -198,19 +195,20 @@ def _create_bucket(session, bucket: str, project: str, store, deployment: str) -
     """The bucket, created unless it exists; recorded in state only when llmship made it."""
     from llmship.aws.s3 import ensure_bucket
     from llmship.aws.session import client
+    from llmship.state import Kind, Status, tags
 
     region = session.region_name
-    known = any((r.kind, r.name) == (BUCKET_KIND, bucket) for r in store.resources())
+    known = any((r.kind, r.name) == (Kind.S3_BUCKET, bucket) for r in store.resources())
     if not known:
-        store.record_creating(BUCKET_KIND, bucket, deployment, project, region)
-    tags = {"llmship:project": project, "llmship:deployment": deployment, "llmship:run": deployment}
-    created = ensure_bucket(client(session, "s3"), bucket, region, tags)
+        store.record_creating(Kind.S3_BUCKET, bucket, deployment, project, region)
+    bucket_tags = tags(project, deployment, deployment)
+    created = ensure_bucket(client(session, "s3"), bucket, region, bucket_tags)
     if created or known:
-        store.set_status(BUCKET_KIND, bucket, "UP", region)
+        store.set_status(Kind.S3_BUCKET, bucket, Status.UP, region)
         if created:
             err_console.print(f"created bucket s3://{bucket} in {region}", highlight=False)
     else:
-        store.remove(BUCKET_KIND, bucket, region)  # the user's own bucket: not ours to destroy
+        store.remove(Kind.S3_BUCKET, bucket, region)  # the user's own bucket: not ours to destroy
 
 
 @app.command("smoke")
@@ -236,7 +234,7 @@ def smoke_command(
     """
     from datetime import UTC, datetime
 
-    from llmship.cli._common import console
+    from llmship.cli._common import confirmer, console
     from llmship.deploy.smoke import run_smoke
     from llmship.errors import DeployError
     from llmship.progress import RichReporter
@@ -245,17 +243,9 @@ def smoke_command(
     settings = load(config, set_).config
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = report or Path(f"llmship-smoke-{stamp}.json")
-
-    def confirm(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            raise DeployError(f"{question} Not a terminal to ask on: pass --yes to confirm")
-        return typer.confirm(question, default=False)
-
     result = run_smoke(
         settings,
-        confirm=confirm,
+        confirm=confirmer(yes, "the smoke test creates a serverless endpoint, then deletes it"),
         report_path=path,
         store=StateStore(),
         say=lambda text: console.print(text, highlight=False, markup=False),
@@ -364,6 +354,6 @@ def _deployment_for(loaded, capability: str) -> str:
         from llmship.gateway.aws_expose import deployment_name
 
         return deployment_name(config.project.name, next(iter(config.gateway.routes)))
-    from llmship.deploy.target import request_for
+    from llmship.target import request_for
 
     return request_for(loaded, None).name

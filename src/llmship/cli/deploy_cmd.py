@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,31 +10,28 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from llmship.cli._common import ConfigOption, OutputOption, SetOption, console, load
-from llmship.config.loader import DEFAULT_CONFIG_NAME
+from llmship.cli._common import (
+    ConfigOption,
+    OutputOption,
+    SetOption,
+    confirmer,
+    console,
+    load,
+    load_if_present,
+)
 from llmship.errors import DeployError
 
 if TYPE_CHECKING:
-    from llmship.deploy.target import DeploymentStatus
+    from llmship.config.loader import LoadedConfig
+    from llmship.config.schema import AwsConfig
+    from llmship.target import DeploymentStatus
 
 
-def _confirm(question: str, yes: bool, what: str) -> None:
-    """Go on with --yes, ask on a terminal, refuse (clearly) anywhere else."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise DeployError(f"{what}; not a terminal to ask on: pass --yes to confirm")
-    if not typer.confirm(question, default=False):
-        raise typer.Exit(1)
-
-
-def _aws_settings(config: Path | None, overrides: list[str] | None):
-    """The aws section of llmship.yaml when there is one (status and destroy work anywhere)."""
+def _aws_settings(loaded: LoadedConfig | None) -> AwsConfig:
+    """The config's aws section, else the defaults (status and destroy work anywhere)."""
     from llmship.config.schema import AwsConfig
 
-    if config is None and not Path(DEFAULT_CONFIG_NAME).is_file():
-        return AwsConfig()
-    return load(config, overrides).config.aws
+    return loaded.config.aws if loaded else AwsConfig()
 
 
 def deploy(
@@ -86,11 +81,12 @@ def deploy(
 
     Examples: llmship deploy latest --target sagemaker --plan | llmship deploy latest --ttl 8h
     """
-    from llmship.deploy.plan import render
-    from llmship.deploy.target import get_target, request_for
+    from llmship.cli._plan import render
+    from llmship.cli._targets import get_target
     from llmship.progress import RichReporter
     from llmship.runs import find_run
     from llmship.state import StateStore
+    from llmship.target import carry_out, request_for
 
     overrides = list(set_ or [])
     if target:
@@ -108,8 +104,8 @@ def deploy(
     request = request_for(loaded, found)
     chosen = get_target(loaded.config.deploy.target, StateStore(), loaded.config.aws)
     plan = chosen.plan(request)
-    console.print(render(plan))
     if plan_only:
+        console.print(render(plan))
         if loaded.config.deploy.target != "local":
             from llmship.cli.aws_cmd import show_permission_check
 
@@ -122,15 +118,15 @@ def deploy(
                 spec=plan.spec if capability == "deploy" else None,
             )
         return
-    plan.check()
-    if plan.bills_hourly:
-        price = plan.cost.describe()
-        _confirm(
-            f"Create {plan.deployment} at {price}?",
-            yes,
-            f"deploying {plan.deployment} creates resources billed by the hour ({price})",
-        )
-    deployed = chosen.apply(plan, reporter=RichReporter())
+    billed = f"deploying {plan.deployment} creates resources billed by the hour"
+    deployed = carry_out(
+        plan,
+        lambda plan: chosen.apply(plan, reporter=RichReporter()),
+        show=lambda plan: console.print(render(plan)),
+        confirm=confirmer(yes, f"{billed} ({plan.cost.describe()})"),
+    )
+    if deployed is None:
+        raise typer.Exit(1)
     console.print(f"[green]{deployed.deployment}[/] is {deployed.status} at {deployed.address}")
     for message in deployed.messages:
         console.print(message)
@@ -166,15 +162,17 @@ def status(
     Examples: llmship status | llmship status --refresh --idle 24 |
     llmship status --discover --adopt
     """
-    from llmship.deploy.target import get_target, recorded, target_of
+    from llmship.cli._targets import get_target
     from llmship.state import StateStore
+    from llmship.target import recorded, target_of
 
     store = StateStore()
-    aws = _aws_settings(config, set_)
+    loaded = load_if_present(config, set_)
+    aws = _aws_settings(loaded)
     if adopt and not discover:
         raise DeployError("--adopt records what --discover finds: pass both")
-    if discover:
-        _discover(store, aws, _project(config, set_), adopt)
+    if discover:  # this project's resources, or every project's without a config
+        _discover(store, aws, loaded.config.project.name if loaded else None, adopt)
     rows, notes = [], []
     for deployment, resources in recorded(store).items():
         chosen = get_target(target_of(resources), store, aws)
@@ -251,13 +249,6 @@ def _print_status(rows: list[DeploymentStatus]) -> None:
             console.print(Padding(Text.from_markup(line), (0, 0, 0, 2), expand=False))
 
 
-def _project(config: Path | None, overrides: list[str] | None) -> str | None:
-    """The config's project.name when there is a config (else: every project)."""
-    if config is None and not Path(DEFAULT_CONFIG_NAME).is_file():
-        return None
-    return load(config, overrides).config.project.name
-
-
 def _discover(store, aws, project: str | None, adopt: bool) -> None:
     from llmship.aws.session import make_session
     from llmship.deploy import discover
@@ -311,8 +302,9 @@ def destroy(
 
     Examples: llmship destroy my-project-20260101-120000 | llmship destroy --all --yes
     """
-    from llmship.deploy.target import get_target, recorded, target_of
+    from llmship.cli._targets import get_target
     from llmship.state import StateStore
+    from llmship.target import recorded, target_of
 
     if bool(name) == all_:
         raise DeployError("give a deployment name or --all (not both); `llmship status` lists them")
@@ -326,8 +318,9 @@ def destroy(
         console.print("no deployments recorded")
         return
     listing = ", ".join(names)
-    _confirm(f"Delete {listing}?", yes, f"destroy deletes {listing}")
-    aws = _aws_settings(config, set_)
+    if not confirmer(yes, f"destroy deletes {listing}")(f"Delete {listing}?"):
+        raise typer.Exit(1)
+    aws = _aws_settings(load_if_present(config, set_))
     for deployment in names:
         chosen = get_target(target_of(deployments[deployment]), store, aws)
         for line in chosen.destroy(deployment, purge=purge):

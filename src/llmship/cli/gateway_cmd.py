@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from llmship.cli._common import ConfigOption, SetOption, console, load
+from llmship.cli._common import ConfigOption, SetOption, confirmer, console, load, load_if_present
 from llmship.errors import DeployError
 
 gateway_app = typer.Typer(
@@ -25,14 +25,14 @@ def _gateway_config(config: Path | None, set_: list[str] | None):
     the defaults when there is no config file (keys and stats work anywhere)."""
     from llmship.config.gateway import GatewayConfig
 
-    if config is None and not Path("llmship.yaml").exists() and not set_:
+    loaded = load_if_present(config, set_)
+    if loaded is None:
         return GatewayConfig(), Path.cwd(), None
-    loaded = load(config, set_)
     return loaded.config.gateway, loaded.base_dir, loaded
 
 
 def _store(config: Path | None, set_: list[str] | None):
-    from llmship.gateway.store import open_store
+    from llmship.gateway.backends import open_store
 
     gateway, _, loaded = _gateway_config(config, set_)
     if gateway.store == "dynamodb":
@@ -225,6 +225,7 @@ def expose(
     from llmship.aws.session import make_session
     from llmship.gateway import aws_expose
     from llmship.state import StateStore
+    from llmship.target import carry_out
 
     if target != "aws":
         raise DeployError(f"expose --target: {target!r} is not known; use aws")
@@ -232,19 +233,30 @@ def expose(
     store = StateStore()
     if destroy:
         name = aws_expose.deployment_name(loaded.config.project.name, route)
-        if not yes and not typer.confirm(f"Delete the exposed gateway {name}?"):
+        if not confirmer(yes, f"expose --destroy deletes {name}")(
+            f"Delete the exposed gateway {name}?"
+        ):
             raise typer.Exit(1)
         for line in aws_expose.destroy(store, name, session=make_session(loaded.config.aws)):
             console.print(f"deleted {line}", highlight=False)
         return
     session = make_session(loaded.config.aws)
     the_plan = aws_expose.plan(loaded, route, session=session, keys=_store(config, set_))
-    console.print(the_plan.describe(), highlight=False)
+
+    def show(exposing: aws_expose.ExposePlan) -> None:
+        console.print(exposing.describe(), highlight=False)
+
     if plan:
+        show(the_plan)
         return
-    if not yes and not typer.confirm("Create these resources?"):
+    exposed = carry_out(
+        the_plan,
+        lambda exposing: aws_expose.apply(exposing, store=store, session=session),
+        show=show,
+        confirm=confirmer(yes, f"exposing {route} creates a public API, functions and a role"),
+    )
+    if exposed is None:
         raise typer.Exit(1)
-    exposed = aws_expose.apply(the_plan, store=store, session=session)
     console.print(f"[green]exposed[/] {route} at {exposed.url}", highlight=False)
     console.print(
         f"try: curl -H 'Authorization: Bearer <key>' {exposed.url}/v1/models", highlight=False

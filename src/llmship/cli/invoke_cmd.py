@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from llmship.cli._common import ConfigOption, SetOption, err_console, load
-from llmship.config.loader import DEFAULT_CONFIG_NAME, LoadedConfig
-from llmship.errors import AwsError, ConfigError, DeployError
-
-# The placeholder region for a client that only talks to --endpoint-url.
-LOCAL_REGION = "us-east-1"
+from llmship.cli._common import ConfigOption, SetOption, err_console, load_if_present
+from llmship.config.loader import LoadedConfig
+from llmship.errors import DeployError
 
 
 def invoke_command(
@@ -97,7 +93,7 @@ def invoke_command(
     llmship invoke market-model --body req.json --content-type application/json --output out.json |
     llmship invoke my-project-20260101-120000 --prompt "Anna: lunch?" --stream
     """
-    from llmship.deploy.invoke import invoke, invoke_async, invoke_stream
+    from llmship.aws.runtime import invoke, invoke_async, invoke_stream, sagemaker_runtime
 
     if target not in (None, *INVOKED_AS.values()):
         raise typer.BadParameter(
@@ -118,7 +114,7 @@ def invoke_command(
                 "--stream, --output)",
                 param_hint=extra[0],
             )
-        _invoke_bedrock(_load_if_present(config, set_), name, prompt, param, stream, output)
+        _invoke_bedrock(load_if_present(config, set_), name, prompt, param, stream, output)
         return
     if target == "local":
         if async_:
@@ -130,9 +126,9 @@ def invoke_command(
         raise typer.BadParameter("choose one of --stream and --async", param_hint="--stream")
     if stream and accept:
         raise typer.BadParameter("streams arrive as the model writes them", param_hint="--accept")
-    loaded = _load_if_present(config, set_)
+    loaded = load_if_present(config, set_)
     payload = _payload(prompt, body, param)
-    runtime = runtime_client(loaded, endpoint_url)
+    runtime = sagemaker_runtime(loaded.config.aws if loaded else None, endpoint_url)
     if stream:
         _write_stream(invoke_stream(runtime, name, body=payload, content_type=content_type), output)
         return
@@ -164,8 +160,8 @@ def route(name: str, given: str | None) -> str:
     store records for it, so nobody has to repeat `--target` after `deploy`; `given` (an
     explicit --target) must agree with that record. A name the store does not record (an
     endpoint created outside llmship) is `given`, else a SageMaker endpoint."""
-    from llmship.deploy.target import recorded_target
     from llmship.state import StateStore, state_path
+    from llmship.target import recorded_target
 
     # An absent store records nothing: reading it must not create one.
     recorded = recorded_target(StateStore(), name) if state_path().is_file() else None
@@ -186,8 +182,8 @@ def route(name: str, given: str | None) -> str:
 
 def local_url(name: str) -> str:
     """Where the local deployment NAME serves (the state store records its URL)."""
-    from llmship.deploy.local import server_url
     from llmship.state import StateStore
+    from llmship.targets.local.target import server_url
 
     return server_url(StateStore(), name)
 
@@ -202,6 +198,8 @@ def _invoke_bedrock(
 ) -> None:
     """The deployment's Bedrock model answers --prompt: Converse (ConverseStream with
     --stream, printed as it arrives), or InvokeModel for an imported model."""
+    from llmship.aws.runtime import caller_session
+    from llmship.bedrock.hosted import IMPORTED_KIND, hosting_of
     from llmship.bedrock.invoke import (
         answer_text,
         converse,
@@ -210,7 +208,6 @@ def _invoke_bedrock(
         invoke_imported,
         user_message,
     )
-    from llmship.bedrock.target import IMPORTED_KIND, hosting_of
     from llmship.config.schema import GenerationConfig
     from llmship.state import StateStore
 
@@ -226,7 +223,8 @@ def _invoke_bedrock(
     except ValidationError as exc:
         raise typer.BadParameter(str(exc).splitlines()[1], param_hint="--param") from None
     hosting = hosting_of(StateStore(), name)
-    session = _session(loaded, local=False, region=hosting.region or None)
+    aws = loaded.config.aws if loaded else None
+    session = caller_session(aws, local=False, region=hosting.region or None)
     model_id = hosting.details["arn"]
     if hosting.kind == IMPORTED_KIND:
         if stream:
@@ -262,47 +260,8 @@ def _write_text_stream(pieces: Iterable[str], output: Path | None) -> None:
     sys.stdout.write("\n")
 
 
-def runtime_client(loaded: LoadedConfig | None, endpoint_url: str | None = None):
-    """A sagemaker-runtime client from llmship's one factory (sent once, never retried
-    after the request reached the model): the config's session (profile, region, assumed
-    role) when there is a config, else the usual chain; unsigned when it only talks to a
-    local --endpoint-url and no credentials are around."""
-    from botocore import UNSIGNED
-    from botocore.config import Config
-
-    from llmship.aws.session import runtime_client as make_runtime
-
-    session = _session(loaded, local=endpoint_url is not None)
-    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    if endpoint_url and session.get_credentials() is None:
-        options["config"] = Config(signature_version=UNSIGNED)
-    return make_runtime(session, "sagemaker-runtime", **options)
-
-
-def _session(loaded: LoadedConfig | None, local: bool, region: str | None = None):
-    """The config's session (profile, assumed role) in its region or `region`; without a
-    config, the usual chain."""
-    from llmship.aws.session import make_session
-
-    try:
-        return make_session(loaded.config.aws if loaded else None, region=region)
-    except AwsError:
-        if local:  # a local server needs neither a region nor the configured account
-            return make_session(region=LOCAL_REGION)
-        raise
-
-
-def _load_if_present(config: Path | None, overrides: list[str] | None) -> LoadedConfig | None:
-    """The config when given or when ./llmship.yaml exists; invoking needs none."""
-    if config is None and not Path(DEFAULT_CONFIG_NAME).is_file():
-        if overrides:
-            raise ConfigError(f"--set needs a config file and there is no {DEFAULT_CONFIG_NAME}")
-        return None
-    return load(config, overrides)
-
-
 def _payload(prompt: str | None, body: Path | None, params: list[str] | None) -> bytes:
-    from llmship.deploy.invoke import prompt_body
+    from llmship.protocol.toolkit import prompt_body
 
     if (prompt is None) == (body is None):
         raise typer.BadParameter("give exactly one of --prompt and --body", param_hint="--prompt")
@@ -333,24 +292,19 @@ def parse_params(items: Iterable[str]) -> dict:
 
 def _async_input(loaded: LoadedConfig | None, name: str, content_type: str):
     """The S3 client and a fresh input key under the deployment's prefix in aws.bucket."""
-    from llmship.aws.session import client
-    from llmship.sagemaker.names import artifact_prefix
+    from llmship.aws.runtime import async_input
 
     if loaded is None or not loaded.config.aws.bucket:
         raise DeployError(
             "--async uploads the request to S3: set aws.bucket in llmship.yaml (the "
             "deployment's bucket), or run where that config is"
         )
-    cfg = loaded.config
-    suffix = ".json" if "json" in content_type else ".bin"
-    key = f"{artifact_prefix(cfg.project.name, name)}async-input/{uuid.uuid4().hex}{suffix}"
-    s3 = client(_session(loaded, local=False), "s3")
-    return s3, f"s3://{cfg.aws.bucket}/{key}"
+    return async_input(loaded.config.aws, loaded.config.project.name, name, content_type)
 
 
 def _write_answer(data: bytes, output: Path | None) -> None:
     """The raw body to --output; else the generated text, or the body as text."""
-    from llmship.deploy.invoke import generated_text
+    from llmship.protocol.toolkit import generated_text
 
     if output is not None:
         output.write_bytes(data)
@@ -363,7 +317,7 @@ def _write_answer(data: bytes, output: Path | None) -> None:
 
 def _write_stream(parts: Iterable[bytes], output: Path | None) -> None:
     """Each part to --output as it comes, or its text to the terminal as it comes."""
-    from llmship.deploy.invoke import stream_text
+    from llmship.protocol.toolkit import stream_text
 
     if output is not None:
         written = 0

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llmship.cli._common import ConfigOption, SetOption, console, err_console, load
+from llmship.cli._common import ConfigOption, SetOption, console, err_console, load_if_present
 from llmship.cli._runs import RUN_HELP, run_argument
 from llmship.package.containers import DEFAULT_TRANSFORMERS, TRANSFORMERS_VERSIONS
 
@@ -27,9 +27,8 @@ def _package_settings(config: Path | None, overrides: list[str] | None):
     """The package section of llmship.yaml when there is one, else the defaults."""
     from llmship.config.schema import PackageConfig
 
-    if config is None and not Path("llmship.yaml").is_file():
-        return PackageConfig()
-    return load(config, overrides).config.package
+    loaded = load_if_present(config, overrides)
+    return loaded.config.package if loaded else PackageConfig()
 
 
 def package(

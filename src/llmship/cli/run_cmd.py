@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +9,8 @@ import typer
 
 from llmship.cli._common import ConfigOption, OutputOption, SetOption, console, load
 from llmship.cli._runs import RUN_HELP, run_argument
-from llmship.config.templates import TEMPLATES, write_template
 from llmship.progress import RichReporter
+from llmship.templates import TEMPLATES, write_template
 
 
 def init(
@@ -76,6 +75,8 @@ def train_command(
     Examples: llmship train --set train.epochs=1 | llmship train --resume latest |
     llmship train --target sagemaker --set train.sagemaker.spot=true
     """
+    from llmship.cli._targets import TrainingRequest, get_training
+
     overrides = list(set_ or [])
     if merge is not None:
         overrides.append(f"train.merge={str(merge).lower()}")
@@ -83,76 +84,14 @@ def train_command(
         overrides.append(f"train.target={target}")
     loaded = load(config, overrides)
     target = loaded.config.train.target
-    # Bedrock tunes its own base model (bedrock.base_model_id): only the data is read here.
-    needs = ("data",) if target == "bedrock" else ("model", "data")
-    loaded.require(*needs, command="train" if target == "local" else f"train --target {target}")
+    backend = get_training(target)
+    loaded.require(
+        *backend.needs, command="train" if target == "local" else f"train --target {target}"
+    )
     if python is not None and target != "local-container":
         raise typer.BadParameter("goes with --target local-container", param_hint="--python")
-    reporter = RichReporter()
-    if target == "bedrock":
-        from llmship.bedrock.customize import train_on_bedrock
-        from llmship.cli.aws_cmd import show_permission_check
-        from llmship.sagemaker.names import default_name
-
-        stamp = time.strftime("%Y%m%d-%H%M%S")  # the run directory's name, as new_run makes it
-        name = default_name(loaded.config.project.name, stamp)
-        show_permission_check(loaded, "bedrock", deployment=name)
-        run = train_on_bedrock(loaded, reporter=reporter, output=output)
-        console.print(f"run directory: {run.root}")
-        return
-    if target == "local-container":
-        from llmship.train.container import run_local_container
-
-        result = run_local_container(
-            loaded,
-            output=output,
-            resume=resume,
-            python=python,
-            on_line=lambda line: console.print(line, highlight=False, markup=False),
-        )
-        console.print(f"run directory: {result.run.root}")
-        console.print(f"model.tar.gz:  {result.model_tar}  (what SageMaker would upload)")
-        console.print(f"metrics:       {result.metrics}")
-        return
-    if target == "sagemaker":
-        from llmship.runs import find_run, new_run
-        from llmship.train.run import prepare_run_data
-        from llmship.train.sagemaker_job import submit
-
-        def confirm(summary: str) -> bool:
-            from llmship.cli.aws_cmd import show_permission_check
-            from llmship.deploy.target import request_for
-
-            console.print(summary, highlight=False)
-            show_permission_check(
-                loaded, "train", deployment=request_for(loaded, run).name, run_id=run.run_id
-            )
-            return yes or typer.confirm("Create this training job (billed while it runs)?")
-
-        if resume:
-            run = find_run(loaded, resume, output)  # same run: same checkpoints in S3
-        else:
-            run = new_run(loaded, output)
-            prepare_run_data(loaded, run)
-        job = submit(loaded, run, reporter=reporter, confirm=confirm)
-        if job is None:
-            console.print("nothing created")
-            return
-        console.print(f"training job {job.name}: {job.status}")
-        console.print(f"model artifact: {job.model_data}")
-        console.print(f"deploy it: llmship deploy --set deploy.model_data={job.model_data}")
-        return
-
-    from llmship.train.run import train
-
-    run, result = train(
-        loaded, output=output, resume=resume, overrides=overrides, reporter=reporter
-    )
-    console.print(f"trained {result.state.step} steps ({result.state.tokens_seen:,} tokens)")
-    console.print(f"run directory: {run.root}")
-    console.print(f"model:         {result.model_dir}")
-    console.print(
-        f"metrics:       {run.metrics}  (tensorboard --logdir {run.output / 'tensorboard'})"
+    backend.train(
+        TrainingRequest(loaded, overrides, output, resume, python, yes, reporter=RichReporter())
     )
 
 
@@ -232,11 +171,11 @@ def eval_command(
 def _eval_on_endpoint(loaded, found, name: str, endpoint_url: str | None, target: str):
     """The evaluation with the deployed endpoint generating (a local deployment speaks the
     same Runtime API at its own URL); its report is `<target>-<name>`."""
-    from llmship.cli.invoke_cmd import runtime_client
+    from llmship.aws.runtime import sagemaker_runtime
     from llmship.train.evaluation import endpoint_generator, evaluate, prompt_format_of
 
     cfg = loaded.config
-    runtime = runtime_client(loaded, endpoint_url)
+    runtime = sagemaker_runtime(cfg.aws, endpoint_url)
     generator = endpoint_generator(
         runtime,
         name,
@@ -251,8 +190,8 @@ def _eval_on_bedrock(loaded, found, name: str):
     """The evaluation with the run's Bedrock deployment generating: Converse for a
     fine-tuned model, InvokeModel with the run's own prompt rendering for an imported one."""
     from llmship.aws.session import make_session
+    from llmship.bedrock.hosted import IMPORTED_KIND, hosting_of
     from llmship.bedrock.invoke import converse_generator, imported_generator
-    from llmship.bedrock.target import IMPORTED_KIND, hosting_of
     from llmship.state import StateStore
     from llmship.train.evaluation import evaluate, prompt_format_of
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from llmship.cli._common import ConfigOption, SetOption, load
+from llmship.cli._common import ConfigOption, SetOption, load_if_present
 from llmship.cli._runs import RUN_HELP, run_argument
-from llmship.config.loader import DEFAULT_CONFIG_NAME
 
 
 def serve(
@@ -109,8 +107,8 @@ def serve(
     from llmship.config.serving import ServeConfig
     from llmship.serve.server import serve as run_server
 
-    use_config = config is not None or overrides or Path(DEFAULT_CONFIG_NAME).is_file()
-    base = load(config, overrides).config.serve if use_config else ServeConfig()
+    loaded = load_if_present(config, overrides)
+    base = loaded.config.serve if loaded else ServeConfig()
     settings = base.with_options(
         max_batch=max_batch,
         max_waiting=max_waiting,

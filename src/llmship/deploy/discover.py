@@ -35,41 +35,41 @@ from llmship.aws.errors import (
     translate,
 )
 from llmship.aws.session import client
-from llmship.state import StateStore
+from llmship.state import TAG_PREFIX, Kind, Resource, StateStore, Status, implied_owner
 
-PROJECT_TAG = "llmship:project"
-DEPLOYMENT_TAG = "llmship:deployment"
+PROJECT_TAG = f"{TAG_PREFIX}project"
+DEPLOYMENT_TAG = f"{TAG_PREFIX}deployment"
 # ARN "service" and resource type -> state kind (name: the resource id, else the ARN).
-ARN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("sagemaker", "endpoint"): ("sagemaker:endpoint", True),
-    ("sagemaker", "endpoint-config"): ("sagemaker:endpoint-config", True),
-    ("sagemaker", "model"): ("sagemaker:model", True),
-    ("sagemaker", "training-job"): ("sagemaker:training-job", True),
-    ("lambda", "function"): ("lambda:function", True),
-    ("apigateway", "restapis"): ("apigateway:rest-api", True),
-    ("dynamodb", "table"): ("dynamodb:table", True),
-    ("secretsmanager", "secret"): ("secretsmanager:secret", False),
-    ("bedrock", "model-customization-job"): ("bedrock:customization-job", False),
-    ("bedrock", "custom-model"): ("bedrock:custom-model", False),
-    ("bedrock", "provisioned-model"): ("bedrock:provisioned-throughput", False),
-    ("bedrock", "custom-model-deployment"): ("bedrock:custom-model-deployment", False),
-    ("bedrock", "imported-model"): ("bedrock:imported-model", False),
-    ("bedrock", "model-import-job"): ("bedrock:model-import-job", False),
-    ("cloudwatch", "alarm"): ("cloudwatch:alarm", True),
-    ("ec2", "vpc-endpoint"): ("ec2:vpc-endpoint", True),
-    ("s3", ""): ("s3:bucket", True),
-    ("sqs", ""): ("sqs:queue", True),
+ARN_KINDS: dict[tuple[str, str], tuple[Kind, bool]] = {
+    ("sagemaker", "endpoint"): (Kind.SAGEMAKER_ENDPOINT, True),
+    ("sagemaker", "endpoint-config"): (Kind.SAGEMAKER_ENDPOINT_CONFIG, True),
+    ("sagemaker", "model"): (Kind.SAGEMAKER_MODEL, True),
+    ("sagemaker", "training-job"): (Kind.SAGEMAKER_TRAINING_JOB, True),
+    ("lambda", "function"): (Kind.LAMBDA_FUNCTION, True),
+    ("apigateway", "restapis"): (Kind.REST_API, True),
+    ("dynamodb", "table"): (Kind.DYNAMODB_TABLE, True),
+    ("secretsmanager", "secret"): (Kind.SECRET, False),
+    ("bedrock", "model-customization-job"): (Kind.BEDROCK_CUSTOMIZATION_JOB, False),
+    ("bedrock", "custom-model"): (Kind.BEDROCK_CUSTOM_MODEL, False),
+    ("bedrock", "provisioned-model"): (Kind.BEDROCK_PROVISIONED_THROUGHPUT, False),
+    ("bedrock", "custom-model-deployment"): (Kind.BEDROCK_DEPLOYMENT, False),
+    ("bedrock", "imported-model"): (Kind.BEDROCK_IMPORTED_MODEL, False),
+    ("bedrock", "model-import-job"): (Kind.BEDROCK_IMPORT_JOB, False),
+    ("cloudwatch", "alarm"): (Kind.ALARM, True),
+    ("ec2", "vpc-endpoint"): (Kind.VPC_ENDPOINT, True),
+    ("s3", ""): (Kind.S3_BUCKET, True),
+    ("sqs", ""): (Kind.QUEUE, True),
 }
 SAGEMAKER_LISTS = (
-    ("sagemaker:endpoint", "list_endpoints", "Endpoints", "EndpointName", "EndpointArn"),
+    (Kind.SAGEMAKER_ENDPOINT, "list_endpoints", "Endpoints", "EndpointName", "EndpointArn"),
     (
-        "sagemaker:endpoint-config",
+        Kind.SAGEMAKER_ENDPOINT_CONFIG,
         "list_endpoint_configs",
         "EndpointConfigs",
         "EndpointConfigName",
         "EndpointConfigArn",
     ),
-    ("sagemaker:model", "list_models", "Models", "ModelName", "ModelArn"),
+    (Kind.SAGEMAKER_MODEL, "list_models", "Models", "ModelName", "ModelArn"),
 )
 
 
@@ -128,14 +128,14 @@ def discover(session, *, project: str | None = None, bucket: str | None = None) 
             continue
         kind, name = kind_name
         name = real_names.get(arn.lower(), name)
-        kind_region = "" if kind == "s3:bucket" else region
+        kind_region = "" if kind == Kind.S3_BUCKET else region
         deployment = tags.get(DEPLOYMENT_TAG, "")
         # A TTL's dead-letter queue belongs to the deployment's endpoint, as ttl.py records it.
-        details = {"endpoint": deployment} if kind == "sqs:queue" and deployment else {}
+        details = {"endpoint": deployment} if kind == Kind.QUEUE and deployment else {}
         add(Found(kind, name, kind_region, deployment, tags[PROJECT_TAG], arn, details))
     for item in _roles(session, list(found.values())):
         add(item)
-    endpoints = {f.name: f for f in found.values() if f.kind == "sagemaker:endpoint"}
+    endpoints = {f.name: f for f in found.values() if f.kind == Kind.SAGEMAKER_ENDPOINT}
     for item in _schedules(session, region, endpoints) + _scaling(session, region, endpoints):
         add(item)
     if bucket:
@@ -149,12 +149,12 @@ def missing_from(store: StateStore, found: list[Found]) -> list[Found]:
     """What was found but the state store does not record (an artifact prefix counts as
     recorded when a recorded artifact lies under it)."""
     recorded = {(r.kind, r.name.lower()) for r in store.resources()}
-    artifacts = [r.name for r in store.resources() if r.kind == "s3:artifact"]
+    artifacts = [r.name for r in store.resources() if r.kind == Kind.S3_ARTIFACT]
     out = []
     for item in found:
         if (item.kind, item.name.lower()) in recorded:
             continue
-        if item.kind == "s3:artifact" and any(a.startswith(item.name) for a in artifacts):
+        if item.kind == Kind.S3_ARTIFACT and any(a.startswith(item.name) for a in artifacts):
             continue
         out.append(item)
     return out
@@ -163,10 +163,34 @@ def missing_from(store: StateStore, found: list[Found]) -> list[Found]:
 def adopt(store: StateStore, found: list[Found]) -> list[Found]:
     """Record `found` (those not yet recorded) as UP, so `destroy` removes them."""
     adopted = missing_from(store, found)
+    owners = _owners(found)
+    owners.update({r.deployment: r.owner for r in store.resources() if r.owner})
     for item in adopted:
         details = {"adopted": True, **({"arn": item.arn} if item.arn else {}), **item.details}
-        store.adopt(item.kind, item.name, item.deployment, item.project, item.region, details)
+        store.owned_by(owners[item.deployment]).adopt(
+            item.kind, item.name, item.deployment, item.project, item.region, details
+        )
     return adopted
+
+
+def _owners(found: list[Found]) -> dict[str, str]:
+    """Each found deployment's owner, from all its kinds together (tags name no target)."""
+    groups: dict[str, list[Resource]] = {}
+    for item in found:
+        groups.setdefault(item.deployment, []).append(
+            Resource(
+                item.kind,
+                item.name,
+                item.region,
+                item.deployment,
+                item.project,
+                Status.UP,
+                item.details,
+                0.0,
+                0.0,
+            )
+        )
+    return {deployment: implied_owner(group) for deployment, group in groups.items()}
 
 
 # sources -------------------------------------------------------------------------------
@@ -230,8 +254,8 @@ def _roles(session, found: list[Found]) -> list[Found]:
     a TTL deleted its endpoint)."""
     from botocore.exceptions import ClientError
 
-    from llmship.aws.iam import default_role_name
-    from llmship.deploy.ttl import role_name
+    from llmship.sagemaker.names import default_role_name
+    from llmship.targets.sagemaker.ttl import role_name
 
     iam = client(session, "iam")
     names = {default_role_name(f.project) for f in found if f.project}
@@ -247,7 +271,7 @@ def _roles(session, found: list[Found]) -> list[Found]:
             raise translate(exc, "iam", "GetRole", name) from None
         if PROJECT_TAG in tags:
             deployment = tags.get(DEPLOYMENT_TAG, "")
-            out.append(Found("iam:role", name, "", deployment, tags[PROJECT_TAG], arn))
+            out.append(Found(Kind.IAM_ROLE, name, "", deployment, tags[PROJECT_TAG], arn))
     return out
 
 
@@ -255,7 +279,7 @@ def _schedules(session, region: str, endpoints: dict[str, Found]) -> list[Found]
     """`deploy --ttl` schedules (untagged): matched to the endpoint they delete."""
     from botocore.exceptions import ClientError
 
-    from llmship.deploy.ttl import GROUP, SCHEDULE_KIND
+    from llmship.targets.sagemaker.ttl import GROUP
 
     scheduler = client(session, "scheduler")
     out = []
@@ -273,7 +297,7 @@ def _schedules(session, region: str, endpoints: dict[str, Found]) -> list[Found]
                 if owner is not None:
                     out.append(
                         Found(
-                            SCHEDULE_KIND,
+                            Kind.SCHEDULE,
                             f"{GROUP}/{item['Name']}",
                             region,
                             owner.deployment,
@@ -296,7 +320,7 @@ def _deleted_endpoint(schedule: dict) -> str:
 
 def _scaling(session, region: str, endpoints: dict[str, Found]) -> list[Found]:
     """Autoscaling targets of the endpoints found."""
-    from llmship.deploy.scaling import NAMESPACE, TARGET_KIND
+    from llmship.targets.sagemaker.scaling import NAMESPACE
 
     out = []
     with aws_call("application-autoscaling", "DescribeScalableTargets"):
@@ -312,7 +336,7 @@ def _scaling(session, region: str, endpoints: dict[str, Found]) -> list[Found]:
                 if owner is not None:
                     out.append(
                         Found(
-                            TARGET_KIND,
+                            Kind.SCALING_TARGET,
                             target["ResourceId"],
                             region,
                             owner.deployment,
@@ -343,5 +367,5 @@ def _artifacts(session, region: str, bucket: str, deployments: set) -> list[Foun
                 return []
             raise translate(exc, "s3", "ListObjectsV2", f"s3://{bucket}/{prefix}") from None
         for run in runs:
-            out.append(Found("s3:artifact", f"s3://{bucket}/{run}", region, deployment, project))
+            out.append(Found(Kind.S3_ARTIFACT, f"s3://{bucket}/{run}", region, deployment, project))
     return out

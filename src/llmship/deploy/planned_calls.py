@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmship.aws.check import Call, RoleNeeds
 from llmship.aws.permissions import Need
+from llmship.state import tag_list, tags
 
 if TYPE_CHECKING:
     from llmship.config.schema import LlmshipConfig
@@ -103,9 +104,9 @@ def role_needs(capability: str, config: LlmshipConfig, *, deployment: str) -> li
 
 
 def _deploy(config: LlmshipConfig, deployment: str, run_id: str, spec: Any) -> list[Call]:
-    from llmship.deploy.scaling import alarm_name
-    from llmship.deploy.ttl import GROUP, queue_name, role_name, schedule_name
     from llmship.sagemaker.names import endpoint_log_group
+    from llmship.targets.sagemaker.scaling import alarm_name
+    from llmship.targets.sagemaker.ttl import GROUP, queue_name, role_name, schedule_name
 
     aws, deploy = config.aws, config.deploy
     tags = _tags(config, deployment, run_id)
@@ -296,12 +297,8 @@ def _expose(config: LlmshipConfig, deployment: str, run_id: str, spec: Any) -> l
 
 
 def _tags(config: LlmshipConfig, deployment: str, run_id: str) -> list[dict[str, str]]:
-    values = {
-        "llmship:deployment": deployment,
-        "llmship:project": config.project.name,
-        "llmship:run": run_id,
-    }
-    return [{"Key": k, "Value": v} for k, v in sorted(values.items())]
+    """The deployment's tags as the create calls send them, sorted by key."""
+    return tag_list(dict(sorted(tags(config.project.name, deployment, run_id).items())))
 
 
 def _tag_map(tags: list[dict[str, str]]) -> dict[str, str]:

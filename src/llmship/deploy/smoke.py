@@ -118,8 +118,8 @@ def run_smoke(
     is listed in the result and the report with the command that removes it.
     """
     from llmship.aws.session import make_session
-    from llmship.deploy.sagemaker import SageMakerTarget
     from llmship.sagemaker.names import default_name
+    from llmship.targets.sagemaker.target import SageMakerTarget
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"smoke-{stamp}"
@@ -202,14 +202,14 @@ def _build_model(root: Path, config: LlmshipConfig) -> None:
 
 
 def _request(config: LlmshipConfig, root: Path, deployment: str):
-    from llmship.deploy.target import DeployRequest
     from llmship.runs import RunDir
+    from llmship.target import DeployRequest
 
     return DeployRequest(config, root.parent, RunDir(root), deployment)
 
 
 def _invoke(target, deployment: str) -> str:
-    from llmship.deploy.invoke import prompt_body
+    from llmship.protocol.toolkit import prompt_body
 
     body = target.invoke(deployment, prompt_body(SMOKE_PROMPT, {"max_new_tokens": 8}))
     text = body.decode("utf-8", "replace")

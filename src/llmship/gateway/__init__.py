@@ -18,14 +18,15 @@ _EXPORTS = {
     "usage_by_key": "llmship.gateway.stats",
     "GatewayStore": "llmship.gateway.store",
     "RequestLog": "llmship.gateway.store",
-    "open_store": "llmship.gateway.store",
+    "open_store": "llmship.gateway.backends",
 }
 
 if TYPE_CHECKING:
     from llmship.gateway.app import create_gateway_app
+    from llmship.gateway.backends import open_store
     from llmship.gateway.keys import KeyRecord, new_key
     from llmship.gateway.stats import KeyUsage, usage_by_key
-    from llmship.gateway.store import GatewayStore, RequestLog, open_store
+    from llmship.gateway.store import GatewayStore, RequestLog
 
 __all__ = [
     "GatewayStore",

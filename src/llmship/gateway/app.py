@@ -31,7 +31,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.concurrency import run_in_threadpool
 
 from llmship.config.gateway import GatewayConfig, GatewayRoute
-from llmship.deploy.invoke import generated_text
 from llmship.gateway.auth import Guard, Refused
 from llmship.gateway.keys import KeyRecord, key_from_headers
 from llmship.gateway.routing import Chooser
@@ -44,19 +43,18 @@ from llmship.gateway.targets import (
     boto_clients,
 )
 from llmship.gateway.tokens import TokenCounter
-from llmship.gateway.translate import (
-    Answer,
-    Ask,
+from llmship.gateway.translate import Answer, Ask, Delta, parse_openai, toolkit_to_ask
+from llmship.protocol.openai import (
+    DONE,
     BadRequest,
-    Delta,
-    openai_answer,
-    openai_meta,
-    parse_openai,
-    sse_chunk,
-    sse_error,
-    sse_usage,
-    toolkit_to_ask,
+    Reply,
+    error_body,
+    error_event,
+    load_json,
+    model_list,
+    usage,
 )
+from llmship.protocol.toolkit import generated_text
 
 log = logging.getLogger("llmship.gateway")
 PLAYGROUND = Path(__file__).with_name("playground.html")
@@ -112,8 +110,8 @@ class Failure(Exception):
 
     def openai(self) -> JSONResponse:
         kind = ERROR_TYPES.get(self.status, "server_error")
-        body = {"message": str(self), "type": kind, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status, headers=self.headers())
+        body = error_body(str(self), kind, self.param, self.code)
+        return JSONResponse(body, status_code=self.status, headers=self.headers())
 
     def aws(self) -> JSONResponse:
         headers = {"x-amzn-ErrorType": AWS_ERRORS.get(self.status, "ModelError")}
@@ -260,12 +258,7 @@ def create_gateway_app(
             )
         except Refused as exc:
             return Failure.of(exc).openai()
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "llmship"}
-            for name in config.routes
-            if record.allows(name)
-        ]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse(model_list(name for name in config.routes if record.allows(name)))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -278,7 +271,7 @@ def create_gateway_app(
     async def openai_call(request: Request, chat: bool) -> Response:
         call = Call(time.perf_counter())
         try:
-            body = await _json(request)
+            body = load_json(await request.body())
             name = body.get("model") if isinstance(body, dict) else None
             route = await gateway.admit(request, call, name if isinstance(name, str) else "")
             ask = parse_openai(body, chat, route.max_tokens)
@@ -296,8 +289,10 @@ def create_gateway_app(
         if answer.completion_tokens is None and call.completion_tokens >= ask.max_tokens:
             answer.finish_reason = "length"
         await gateway.finish(request, call)
-        tokens = (call.prompt_tokens, call.completion_tokens)
-        return JSONResponse(openai_answer(ask, openai_meta(ask), answer, tokens))
+        used = usage(call.prompt_tokens, call.completion_tokens)
+        return JSONResponse(
+            Reply(ask.chat, ask.route).body(answer.text, answer.finish_reason, used)
+        )
 
     async def _stream(
         request: Request, call: Call, ask: Ask, route: GatewayRoute, backend: Backend
@@ -305,18 +300,18 @@ def create_gateway_app(
         deltas = backend.stream(ask)
         # the first piece decides between an error answer and a stream
         first = await asyncio.wait_for(anext(deltas, None), route.timeout_s)
-        meta = openai_meta(ask)
+        reply = Reply(ask.chat, ask.route)
 
         async def events() -> AsyncIterator[str]:
             text, last = "", Delta(finish_reason="stop")
             try:
                 if ask.chat:
-                    yield sse_chunk(ask, meta, None, None, first=True)
+                    yield reply.chunk(None, None, first=True)
                 pending = first
                 while pending is not None:
                     if pending.text:
                         text += pending.text
-                        yield sse_chunk(ask, meta, pending.text, None)
+                        yield reply.chunk(pending.text, None)
                     if pending.finish_reason:
                         last = pending
                     pending = await anext(deltas, None)
@@ -325,15 +320,15 @@ def create_gateway_app(
                 reason = last.finish_reason or "stop"
                 if last.completion_tokens is None and tokens[1] >= ask.max_tokens:
                     reason = "length"
-                yield sse_chunk(ask, meta, None, reason)
+                yield reply.chunk(None, reason)
                 if ask.include_usage:
-                    yield sse_usage(ask, meta, tokens)
-                yield "data: [DONE]\n\n"
+                    yield reply.usage_chunk(usage(*tokens))
+                yield DONE
             except Exception as exc:
                 failure = Failure.of(exc) if isinstance(exc, TargetFailed) else None
                 call.status = failure.status if failure else 502
                 call.completion_tokens = gateway.counters[ask.route].count(text)
-                yield sse_error(str(exc))
+                yield error_event(str(exc))
             finally:
                 await deltas.aclose()
                 await gateway.finish(request, call)
@@ -346,7 +341,7 @@ def create_gateway_app(
         try:
             route = await gateway.admit(request, call, route_name)
             body = await request.body()
-            ask = toolkit_to_ask(route_name, _loads(body), route.max_tokens)
+            ask = toolkit_to_ask(route_name, load_json(body), route.max_tokens)
             call.prompt = ask.text
             backend = gateway.pick(route_name, route, call)
             content_type = request.headers.get("content-type", "application/json")
@@ -365,14 +360,3 @@ def create_gateway_app(
         return Response(data, media_type=media)
 
     return app
-
-
-async def _json(request: Request) -> Any:
-    return _loads(await request.body())
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None

@@ -42,27 +42,27 @@ from llmship.config.gateway import GatewayConfig, GatewayTarget
 from llmship.errors import DeployError
 from llmship.gateway.keys import KeyRecord
 from llmship.gateway.store import GatewayStore
-from llmship.state import Resource, StateStore
+from llmship.state import Kind, Resource, StateStore, Status, tag_list, tags
 
 if TYPE_CHECKING:
     from llmship.config.loader import LoadedConfig
 
 KINDS = (
-    "dynamodb:table",
-    "iam:role",
-    "lambda:function",
-    "apigateway:rest-api",
-    "apigateway:usage-plan",
-    "apigateway:api-key",
+    Kind.DYNAMODB_TABLE,
+    Kind.IAM_ROLE,
+    Kind.LAMBDA_FUNCTION,
+    Kind.REST_API,
+    Kind.USAGE_PLAN,
+    Kind.API_KEY,
 )
 # The call destroy makes for each kind (named in errors; "not found" counts as deleted).
 DELETES = {
-    "dynamodb:table": "DeleteTable",
-    "iam:role": "DeleteRole",
-    "lambda:function": "DeleteFunction",
-    "apigateway:rest-api": "DeleteRestApi",
-    "apigateway:usage-plan": "DeleteUsagePlan",
-    "apigateway:api-key": "DeleteApiKey",
+    Kind.DYNAMODB_TABLE: "DeleteTable",
+    Kind.IAM_ROLE: "DeleteRole",
+    Kind.LAMBDA_FUNCTION: "DeleteFunction",
+    Kind.REST_API: "DeleteRestApi",
+    Kind.USAGE_PLAN: "DeleteUsagePlan",
+    Kind.API_KEY: "DeleteApiKey",
 }
 WEB_ADAPTER = "arn:{partition}:lambda:{region}:753240598075:layer:LambdaAdapterLayer{arch}:26"
 # Public list prices, US East (N. Virginia), from aws.amazon.com/lambda/pricing,
@@ -120,11 +120,7 @@ class ExposePlan:
 
     @property
     def tags(self) -> dict[str, str]:
-        return {
-            "llmship:project": self.project,
-            "llmship:deployment": self.deployment,
-            "llmship:run": "gateway",
-        }
+        return tags(self.project, self.deployment, "gateway")
 
     @property
     def function(self) -> str:
@@ -141,6 +137,15 @@ class ExposePlan:
     @property
     def settings(self):
         return self.config.aws
+
+    @property
+    def question(self) -> str:
+        """Asked before apply: nothing bills by the hour, but a public API and a role are
+        created, so exposing always asks (the one flow, llmship.target.carry_out)."""
+        return "Create these resources?"
+
+    def check(self) -> None:
+        """Nothing left to refuse: plan() already refused a route Lambda cannot reach."""
 
     def per_request_usd(self, model_seconds: float) -> float:
         """One request that keeps the gateway function waiting `model_seconds`."""
@@ -189,7 +194,8 @@ class ExposePlan:
 
 
 def plan(loaded: LoadedConfig, route: str, *, session, keys: GatewayStore) -> ExposePlan:
-    """Check the route can run on AWS and build the zip (nothing is created)."""
+    """Check the route can run on AWS and build the zip (nothing is created); the CLI
+    shows it, asks and applies it through the one flow (llmship.target.carry_out)."""
     from llmship.aws.iam import _identity
     from llmship.gateway.bundle import build_zip
 
@@ -299,7 +305,8 @@ class _Apply:
     """The create calls, in order, each recorded in state before it is made."""
 
     def __init__(self, p: ExposePlan, store: StateStore, session, sleep: Callable[[float], None]):
-        self.p, self.store, self.session, self.sleep = p, store, session, sleep
+        self.p, self.session, self.sleep = p, session, sleep
+        self.store = store.owned_by("gateway")
         self.iam = client(session, "iam")
         self.aws_lambda = client(session, "lambda")
         self.apigw = client(session, "apigateway")
@@ -316,7 +323,7 @@ class _Apply:
         )
 
     def up(self, kind: str, name: str, **details) -> None:
-        self.store.set_status(kind, name, "UP", self.p.region, details)
+        self.store.set_status(kind, name, Status.UP, self.p.region, details)
 
     def call(self, service_client, operation: str, resource: str, **kwargs):
         service = service_client.meta.service_model.service_name
@@ -325,7 +332,7 @@ class _Apply:
 
     def table(self) -> str:
         name = table_name(self.p.deployment)
-        self.record("dynamodb:table", name)
+        self.record(Kind.DYNAMODB_TABLE, name)
         self.call(
             self.dynamodb,
             "create_table",
@@ -340,7 +347,7 @@ class _Apply:
                 {"AttributeName": "sk", "AttributeType": "S"},
             ],
             BillingMode="PAY_PER_REQUEST",
-            Tags=[{"Key": k, "Value": v} for k, v in self.p.tags.items()],
+            Tags=tag_list(self.p.tags),
         )
         self.dynamodb.get_waiter("table_exists").wait(
             TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60}
@@ -353,12 +360,12 @@ class _Apply:
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"},
         )
         arn = self.dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
-        self.up("dynamodb:table", name, arn=arn)
+        self.up(Kind.DYNAMODB_TABLE, name, arn=arn)
         return name
 
     def role(self) -> str:
         name = self.p.role
-        self.record("iam:role", name)
+        self.record(Kind.IAM_ROLE, name)
         trust = {
             "Version": "2012-10-17",
             "Statement": [
@@ -376,7 +383,7 @@ class _Apply:
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(trust),
             Description=f"llmship gateway {self.p.deployment}",
-            Tags=[{"Key": k, "Value": v} for k, v in self.p.tags.items()],
+            Tags=tag_list(self.p.tags),
         )["Role"]["Arn"]
         self.call(
             self.iam,
@@ -386,7 +393,7 @@ class _Apply:
             PolicyName="llmship-gateway",
             PolicyDocument=json.dumps(role_policy(self.p)),
         )
-        self.up("iam:role", name, arn=arn, policies=["llmship-gateway"])
+        self.up(Kind.IAM_ROLE, name, arn=arn, policies=["llmship-gateway"])
         return arn
 
     def function(self, name: str, role_arn: str, table: str, *, authorizer: bool) -> str:
@@ -410,7 +417,7 @@ class _Apply:
             handler = "llmship.gateway.lambda_handler.authorize"
         else:
             handler = "run.sh" if streaming else "llmship.gateway.lambda_handler.handler"
-        self.record("lambda:function", name, streaming=streaming)
+        self.record(Kind.LAMBDA_FUNCTION, name, streaming=streaming)
         from llmship.aws.iam import call_with_new_role
 
         with aws_call("lambda", "CreateFunction", name):
@@ -434,13 +441,13 @@ class _Apply:
                 resource=name,
                 sleep=self.sleep,
             )
-        self.up("lambda:function", name, arn=arn)
+        self.up(Kind.LAMBDA_FUNCTION, name, arn=arn)
         return arn
 
     def api(self, gateway_arn: str, authorizer_arn: str) -> tuple[str, str]:
         p, s = self.p, self.p.settings
         name = p.deployment
-        self.record("apigateway:rest-api", name)
+        self.record(Kind.REST_API, name)
         api = self.call(
             self.apigw,
             "create_rest_api",
@@ -453,7 +460,7 @@ class _Apply:
         )
         api_id = api["id"]
         # the record's name is the API's name; its id is in details (destroy needs it)
-        self.store.set_status("apigateway:rest-api", name, "CREATING", p.region, {"id": api_id})
+        self.store.set_status(Kind.REST_API, name, Status.CREATING, p.region, {"id": api_id})
         apigw_lambda = f"arn:{p.partition}:apigateway:{p.region}:lambda:path"
         authorizer = self.call(
             self.apigw,
@@ -535,12 +542,12 @@ class _Apply:
             )
         self.call(self.apigw, "create_deployment", name, restApiId=api_id, stageName=s.stage)
         url = f"https://{api_id}.execute-api.{p.region}.amazonaws.com/{s.stage}"
-        self.up("apigateway:rest-api", name, id=api_id, url=url)
+        self.up(Kind.REST_API, name, id=api_id, url=url)
         return api_id, url
 
     def usage_plan(self, api_id: str) -> str:
         p, s = self.p, self.p.settings
-        self.record("apigateway:usage-plan", p.deployment)
+        self.record(Kind.USAGE_PLAN, p.deployment)
         extra = (
             {"quota": {"limit": s.daily_request_quota, "period": "DAY"}}
             if s.daily_request_quota
@@ -557,7 +564,7 @@ class _Apply:
             tags=p.tags,
             **extra,
         )["id"]
-        self.up("apigateway:usage-plan", p.deployment, id=plan_id, api_id=api_id, stage=s.stage)
+        self.up(Kind.USAGE_PLAN, p.deployment, id=plan_id, api_id=api_id, stage=s.stage)
         return plan_id
 
 
@@ -589,12 +596,12 @@ def _map_key(
 ) -> str:
     """Copy a key (its hash) into the table with a fresh API Gateway key mapped to it."""
     resources = store.resources(deployment)
-    plan_record = next(r for r in resources if r.kind == "apigateway:usage-plan")
+    plan_record = next(r for r in resources if r.kind == Kind.USAGE_PLAN)
     apigw = client(session, "apigateway")
     name = f"{deployment}-{record.key_id}"
     usage_key = secrets.token_urlsafe(30)
     store.record_creating(
-        "apigateway:api-key",
+        Kind.API_KEY,
         name,
         deployment,
         plan_record.project,
@@ -607,16 +614,12 @@ def _map_key(
             description=f"usage identifier of llmship key {record.key_id} ({record.name})",
             enabled=record.active,
             value=usage_key,
-            tags={
-                "llmship:project": plan_record.project,
-                "llmship:deployment": deployment,
-                "llmship:run": "gateway",
-            },
+            tags=tags(plan_record.project, deployment, "gateway"),
         )["id"]
         apigw.create_usage_plan_key(
             usagePlanId=plan_record.details["id"], keyId=key_id, keyType="API_KEY"
         )
-    store.set_status("apigateway:api-key", name, "UP", plan_record.region, {"id": key_id})
+    store.set_status(Kind.API_KEY, name, Status.UP, plan_record.region, {"id": key_id})
     remote.put_key(replace(record, details={**record.details, "usage_key": usage_key}))
     return name
 
@@ -627,7 +630,7 @@ def exposed_deployments(store: StateStore) -> dict[str, list[Resource]]:
     for resource in store.resources():
         if resource.details.get("gateway_route"):
             out.setdefault(resource.deployment, []).append(resource)
-    return {d: rs for d, rs in out.items() if any(r.kind == "dynamodb:table" for r in rs)}
+    return {d: rs for d, rs in out.items() if any(r.kind == Kind.DYNAMODB_TABLE for r in rs)}
 
 
 def sync_key(resources: list[Resource], record: KeyRecord, *, session=None, aws=None) -> list[str]:
@@ -637,7 +640,7 @@ def sync_key(resources: list[Resource], record: KeyRecord, *, session=None, aws=
     from llmship.aws.session import make_session
     from llmship.gateway.dynamo_store import DynamoStore
 
-    table = next(r for r in resources if r.kind == "dynamodb:table")
+    table = next(r for r in resources if r.kind == Kind.DYNAMODB_TABLE)
     route = table.details["gateway_route"]
     if not record.allows(route):
         return []
@@ -645,16 +648,13 @@ def sync_key(resources: list[Resource], record: KeyRecord, *, session=None, aws=
     remote = DynamoStore(table.name, session=session)
     existing = remote.get_key(record.key_id)
     if existing is None and record.active:
-        store = StateStore()
+        store = StateStore(owner="gateway")
         _map_key(store, session, table.deployment, remote, record)
         return [f"key {record.key_id} added to the exposed gateway {table.deployment}"]
     if existing is not None and not record.active:
         remote.put_key(replace(existing, revoked=record.revoked))
         for resource in resources:
-            if (
-                resource.kind == "apigateway:api-key"
-                and resource.details.get("key_id") == record.key_id
-            ):
+            if resource.kind == Kind.API_KEY and resource.details.get("key_id") == record.key_id:
                 client(session, "apigateway").update_api_key(
                     apiKey=resource.details["id"],
                     patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}],
@@ -676,11 +676,11 @@ def destroy(store: StateStore, deployment: str, *, session) -> list[str]:
     aws_lambda, dynamodb = client(session, "lambda"), client(session, "dynamodb")
     deleted = []
     for r in resources:
-        store.set_status(r.kind, r.name, "DELETING", r.region)
+        store.set_status(r.kind, r.name, Status.DELETING, r.region)
         with ignore_not_found(r.kind.split(":")[0], DELETES[r.kind], r.name):
-            if r.kind == "apigateway:api-key" and "id" in r.details:
+            if r.kind == Kind.API_KEY and "id" in r.details:
                 apigw.delete_api_key(apiKey=r.details["id"])
-            elif r.kind == "apigateway:usage-plan" and "id" in r.details:
+            elif r.kind == Kind.USAGE_PLAN and "id" in r.details:
                 stage = f"{r.details['api_id']}:{r.details['stage']}"
                 try:
                     apigw.update_usage_plan(
@@ -691,15 +691,15 @@ def destroy(store: StateStore, deployment: str, *, session) -> list[str]:
                     if not is_not_found(exc, "apigateway"):
                         raise
                 apigw.delete_usage_plan(usagePlanId=r.details["id"])
-            elif r.kind == "apigateway:rest-api" and "id" in r.details:
+            elif r.kind == Kind.REST_API and "id" in r.details:
                 apigw.delete_rest_api(restApiId=r.details["id"])
-            elif r.kind == "lambda:function":
+            elif r.kind == Kind.LAMBDA_FUNCTION:
                 aws_lambda.delete_function(FunctionName=r.name)
-            elif r.kind == "iam:role":
+            elif r.kind == Kind.IAM_ROLE:
                 for policy in iam.list_role_policies(RoleName=r.name)["PolicyNames"]:
                     iam.delete_role_policy(RoleName=r.name, PolicyName=policy)
                 iam.delete_role(RoleName=r.name)
-            elif r.kind == "dynamodb:table":
+            elif r.kind == Kind.DYNAMODB_TABLE:
                 dynamodb.delete_table(TableName=r.name)
         store.remove(r.kind, r.name, r.region)
         deleted.append(f"{r.kind} {r.name}")

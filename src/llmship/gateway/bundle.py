@@ -41,8 +41,7 @@ MODULES = (
     "llmship/aws/__init__.py",
     "llmship/aws/errors.py",
     "llmship/aws/session.py",
-    "llmship/deploy/__init__.py",
-    "llmship/deploy/invoke.py",
+    "llmship/protocol/*.py",
     "llmship/gateway/*.py",
     "llmship/gateway/playground.html",
 )

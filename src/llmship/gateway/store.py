@@ -8,9 +8,7 @@ Lambda instances share them.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from llmship.gateway.keys import KeyRecord
@@ -48,24 +46,3 @@ class GatewayStore(Protocol):
     def log(self, entry: RequestLog) -> None: ...
 
     def logs(self, since: float) -> list[RequestLog]: ...
-
-
-def gateway_db_path() -> Path:
-    """$LLMSHIP_HOME/gateway.db (default ~/.llmship/gateway.db), beside the state store."""
-    home = Path(os.environ.get("LLMSHIP_HOME", Path.home() / ".llmship"))
-    return home / "gateway.db"
-
-
-def open_store(kind: str = "sqlite", *, table: str | None = None, session=None) -> GatewayStore:
-    """The configured store: sqlite (local) or dynamodb (`table`, through `session`)."""
-    if kind == "dynamodb":
-        from llmship.gateway.dynamo_store import DynamoStore
-
-        if not table:
-            from llmship.errors import DeployError
-
-            raise DeployError("gateway.table: the DynamoDB store needs a table name")
-        return DynamoStore(table, session=session)
-    from llmship.gateway.sqlite_store import SqliteStore
-
-    return SqliteStore(gateway_db_path())

@@ -20,7 +20,6 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from llmship.aws.errors import error_code, error_message
 from llmship.config.gateway import GatewayRoute, GatewayTarget
-from llmship.deploy.invoke import generated_text, stream_text
 from llmship.gateway.translate import (
     Answer,
     Ask,
@@ -30,6 +29,8 @@ from llmship.gateway.translate import (
     to_toolkit,
     toolkit_to_ask,
 )
+from llmship.protocol.openai import BadRequest
+from llmship.protocol.toolkit import generated_text, stream_text
 
 JSON = "application/json"
 BUSY = {
@@ -121,6 +122,8 @@ class LocalBackend:
             body["stop"] = ask.stop
         if ask.seed is not None:
             body["seed"] = ask.seed
+        if ask.ignore_eos:
+            body["ignore_eos"] = True
         return body
 
     def _path(self, ask: Ask) -> str:
@@ -296,8 +299,9 @@ class BedrockBackend:
         )
 
     def _converse(self, ask: Ask) -> dict:
+        request = to_converse(ask)  # a BadRequest stays the caller's 400
         try:
-            return self._client().converse(modelId=self.model_id, **to_converse(ask))
+            return self._client().converse(modelId=self.model_id, **request)
         except Exception as exc:
             raise _aws_failure(exc, self.label) from None
 
@@ -305,8 +309,9 @@ class BedrockBackend:
         return from_converse(await run_in_threadpool(self._converse, ask))
 
     def _events(self, ask: Ask) -> Iterator[Delta]:
+        request = to_converse(ask)  # a BadRequest stays the caller's 400
         try:
-            response = self._client().converse_stream(modelId=self.model_id, **to_converse(ask))
+            response = self._client().converse_stream(modelId=self.model_id, **request)
             reason, used = "stop", {}
             for event in response["stream"]:
                 if "contentBlockDelta" in event:
@@ -333,8 +338,6 @@ class BedrockBackend:
             yield delta
 
     async def invoke_raw(self, body: bytes, content_type: str) -> tuple[bytes, str]:
-        from llmship.gateway.translate import BadRequest
-
         try:
             ask = toolkit_to_ask("", json.loads(body), self.max_tokens_cap)
         except (ValueError, BadRequest) as exc:

@@ -5,41 +5,32 @@
                                               └─► OpenAI body       (an OpenAI server)
     target answer ──► Answer / Delta pieces ──► OpenAI JSON or SSE chunks, with usage
 
-Pure functions: no I/O, so every mapping is tested on its own.
+OpenAI bodies are parsed, and OpenAI answers built, by llmship.protocol.openai, as the model
+server's are; what is the gateway's own is the Ask and what each target can take (a
+field a target cannot honour is a 400 saying so). Pure functions: no I/O, so every mapping
+is tested on its own.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-COMMON = {
-    "model",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "stream",
-    "stream_options",
-    "n",
-    "user",
-}
-CHAT = COMMON | {"messages", "max_completion_tokens"}
-COMPLETION = COMMON | {"prompt"}
+from llmship.protocol.openai import (
+    BadRequest,
+    ChatMessage,
+    ChatRequest,
+    CompletionRequest,
+    chat_messages,
+    completion_prompt,
+    include_usage,
+    parse_request,
+    sampling,
+    token_limit,
+)
+
 # Converse stop reasons -> OpenAI finish reasons
 STOP_REASONS = {"max_tokens": "length", "content_filtered": "content_filter"}
-
-
-class BadRequest(ValueError):
-    """The caller's body is wrong (400, OpenAI's invalid_request_error)."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass
@@ -57,6 +48,7 @@ class Ask:
     seed: int | None = None
     stream: bool = False
     include_usage: bool = False
+    ignore_eos: bool = False  # only an OpenAI server target takes it
 
     @property
     def text(self) -> str:
@@ -85,88 +77,68 @@ class Delta:
 
 def parse_openai(body: Any, chat: bool, max_tokens_cap: int) -> Ask:
     """An Ask from an OpenAI chat or completions body (400 for what we do not serve)."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    allowed = CHAT if chat else COMPLETION
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(f"unrecognized request argument: {unknown[0]}", unknown[0])
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise BadRequest("missing required parameter: model (the route name)", "model")
-    if body.get("n", 1) != 1:
-        raise BadRequest("only n=1 is supported", "n")
     if chat:
-        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        request: ChatRequest | CompletionRequest = parse_request(
+            body, ChatRequest, "model", "messages"
+        )
     else:
-        limit = body.get("max_tokens", 16)  # OpenAI's default for completions
+        request = parse_request(body, CompletionRequest, "model", "prompt")
+    if not request["model"]:
+        raise BadRequest("missing required parameter: model (the route name)", "model")
+    limit = token_limit(request, chat)
     limit = max_tokens_cap if limit is None else limit
-    if not isinstance(limit, int) or limit < 1:
-        raise BadRequest("max_tokens must be a positive integer", "max_tokens")
     if limit > max_tokens_cap:
         raise BadRequest(
             f"max_tokens {limit} is over this route's limit of {max_tokens_cap}", "max_tokens"
         )
-    stop = body.get("stop") or []
-    stop = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise BadRequest("stop must be a string or a list of strings", "stop")
-    try:
-        temperature = float(body.get("temperature", 1.0))
-        top_p = float(body.get("top_p", 1.0))
-    except (TypeError, ValueError):
-        raise BadRequest("temperature and top_p must be numbers", "temperature") from None
     if chat:
-        messages = _messages(body.get("messages"))
+        messages = _messages(request["messages"])
         prompt = flatten(messages)
     else:
-        messages, prompt = [], _prompt(body.get("prompt"))
+        messages, prompt = [], _prompt(request)
+    chosen = sampling(request)
     return Ask(
-        route=body["model"],
+        route=request["model"],
         chat=chat,
         messages=messages,
         prompt=prompt,
         max_tokens=limit,
-        temperature=temperature,
-        top_p=top_p,
-        stop=stop,
-        seed=body.get("seed"),
-        stream=bool(body.get("stream")),
-        include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        temperature=chosen.temperature,
+        top_p=chosen.top_p,
+        stop=list(chosen.stop),
+        seed=chosen.seed,
+        stream=bool(request.get("stream")),
+        include_usage=include_usage(request),
+        ignore_eos=chosen.ignore_eos,
     )
 
 
-def _messages(raw: Any) -> list[dict[str, str]]:
-    if not isinstance(raw, list) or not raw:
-        raise BadRequest("messages must be a non-empty list", "messages")
-    out = []
-    for index, message in enumerate(raw):
-        if not isinstance(message, dict) or message.get("role") not in (
-            "system",
-            "developer",
-            "user",
-            "assistant",
-        ):
+def _messages(raw: list[ChatMessage]) -> list[dict[str, str]]:
+    """The conversation as the targets take it: system, user and assistant turns, the last
+    not the assistant's."""
+    out = chat_messages(raw)
+    for index, message in enumerate(out):
+        if message["role"] not in ("system", "user", "assistant"):
             raise BadRequest(
                 f"messages[{index}] needs a role: system, user or assistant", "messages"
             )
-        content = message.get("content") or ""
-        if isinstance(content, list):  # [{"type": "text", "text": ...}]
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            raise BadRequest(f"messages[{index}].content must be text", "messages")
-        role = "system" if message["role"] == "developer" else message["role"]
-        out.append({"role": role, "content": content})
     if out[-1]["role"] == "assistant":
         raise BadRequest("the last message must not be the assistant's", "messages")
     return out
 
 
-def _prompt(raw: Any) -> str:
-    if isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str):
-        raw = raw[0]
-    if not isinstance(raw, str) or not raw:
-        raise BadRequest("prompt must be a non-empty string", "prompt")
-    return raw
+def _prompt(request: CompletionRequest) -> str:
+    prompt = completion_prompt(request)
+    if not isinstance(prompt, str):
+        raise BadRequest(
+            "prompt as token ids cannot go through the gateway: its targets take text", "prompt"
+        )
+    return prompt
+
+
+def _refuse_ignore_eos(ask: Ask, target: str, why: str) -> None:
+    if ask.ignore_eos:
+        raise BadRequest(f"ignore_eos cannot be passed to {target}: {why}", "ignore_eos")
 
 
 def flatten(messages: list[dict[str, str]]) -> str:
@@ -185,6 +157,9 @@ def flatten(messages: list[dict[str, str]]) -> str:
 
 def to_toolkit(ask: Ask) -> dict[str, Any]:
     """{"inputs": text, "parameters": {...}} as the HF toolkit and llmship's handler read it."""
+    _refuse_ignore_eos(
+        ask, "a SageMaker endpoint", "the Hugging Face toolkit has no such parameter"
+    )
     parameters: dict[str, Any] = {"max_new_tokens": ask.max_tokens}
     if ask.temperature > 0:
         parameters.update(do_sample=True, temperature=ask.temperature)
@@ -230,6 +205,7 @@ def toolkit_to_ask(route: str, body: Any, max_tokens_cap: int) -> Ask:
 def to_converse(ask: Ask) -> dict[str, Any]:
     """Converse's messages, system and inferenceConfig (consecutive turns of one role are
     merged: Converse wants user and assistant to alternate)."""
+    _refuse_ignore_eos(ask, "Bedrock", "Converse has no such parameter")
     system = [{"text": m["content"]} for m in ask.messages if m["role"] == "system"]
     turns = [m for m in ask.messages if m["role"] != "system"] or [
         {"role": "user", "content": ask.prompt}
@@ -260,60 +236,3 @@ def from_converse(response: dict[str, Any]) -> Answer:
         prompt_tokens=usage.get("inputTokens"),
         completion_tokens=usage.get("outputTokens"),
     )
-
-
-# ---- back to OpenAI ----------------------------------------------------------------------
-
-
-def openai_meta(ask: Ask) -> dict[str, Any]:
-    return {
-        "id": f"{'chatcmpl' if ask.chat else 'cmpl'}-{uuid.uuid4().hex}",
-        "created": int(time.time()),
-        "model": ask.route,
-    }
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def openai_answer(ask: Ask, meta: dict, answer: Answer, tokens: tuple[int, int]) -> dict:
-    choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": answer.finish_reason}
-    if ask.chat:
-        choice["message"] = {"role": "assistant", "content": answer.text}
-    else:
-        choice["text"] = answer.text
-    return {
-        **meta,
-        "object": "chat.completion" if ask.chat else "text_completion",
-        "choices": [choice],
-        "usage": usage(*tokens),
-    }
-
-
-def sse_chunk(ask: Ask, meta: dict, text: str | None, reason: str | None, first=False) -> str:
-    """One `data:` event of an OpenAI stream."""
-    choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": reason}
-    if ask.chat:
-        choice["delta"] = (
-            {"role": "assistant", "content": ""} if first else ({"content": text} if text else {})
-        )
-    else:
-        choice["text"] = text or ""
-    kind = "chat.completion.chunk" if ask.chat else "text_completion"
-    return f"data: {json.dumps({**meta, 'object': kind, 'choices': [choice]})}\n\n"
-
-
-def sse_usage(ask: Ask, meta: dict, tokens: tuple[int, int]) -> str:
-    kind = "chat.completion.chunk" if ask.chat else "text_completion"
-    return (
-        f"data: {json.dumps({**meta, 'object': kind, 'choices': [], 'usage': usage(*tokens)})}\n\n"
-    )
-
-
-def sse_error(message: str, kind: str = "server_error") -> str:
-    return f"data: {json.dumps({'error': {'message': message, 'type': kind}})}\n\n"

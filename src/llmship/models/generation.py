@@ -34,8 +34,8 @@ def load_finetuned(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    from llmship.models.info import read_model_info
     from llmship.models.loading import dtype_argument
-    from llmship.train.run import read_model_info
 
     model_dir = Path(model_dir)
     info = read_model_info(model_dir)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from llmship.errors import TrainError
+
 MODEL_INFO = "llmship.json"
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -42,3 +44,14 @@ def write_default_model_info(model_dir: Path, out: Path) -> Path:
     }
     out.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def read_model_info(model_dir: Path) -> dict:
+    """The llmship.json written beside a trained model."""
+    path = Path(model_dir) / MODEL_INFO
+    if not path.is_file():
+        raise TrainError(
+            f"{model_dir} has no {MODEL_INFO}; it was not written by `llmship train` "
+            "(give a run's model/ directory)"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -63,3 +63,8 @@ def endpoint_log_group(endpoint: str) -> str:
 def artifact_prefix(project: str, deployment: str) -> str:
     """The S3 key prefix of a deployment's uploads (purged with `destroy --purge`)."""
     return f"llmship/{project}/{deployment}/"
+
+
+def default_role_name(project: str) -> str:
+    """`llmship-<project>-sagemaker` (project names are at most 32 chars: fits IAM's 64)."""
+    return f"llmship-{project}-sagemaker"

@@ -34,6 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmship.config.serving import ServeConfig
+from llmship.protocol.eventstream import model_stream_error, payload_part
 from llmship.serve.admission import (
     CLIENT_GONE,
     BodyRefused,
@@ -44,7 +45,6 @@ from llmship.serve.admission import (
     unless_disconnected,
 )
 from llmship.serve.backends import ModelState, Overloaded, load_backend
-from llmship.serve.eventstream import model_stream_error, payload_part
 from llmship.serve.handler import HandlerError, status_of
 from llmship.serve.limits import EndpointLimits
 from llmship.serve.openai_api import add_openai_routes

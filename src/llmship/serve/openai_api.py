@@ -4,45 +4,45 @@ Request and response bodies follow OpenAI's API, streaming included (server-sent
 events ending in `data: [DONE]`), with usage token counts and OpenAI-style error
 bodies, so the official `openai` client works unchanged with base_url. At capacity: 503
 `server_overloaded` with Retry-After; past the time limit: 408 `timeout` (or an error
-event inside a stream); a client that leaves frees its slot.
+event inside a stream); a client that leaves frees its slot. Requests are parsed and
+answers built by llmship.protocol.openai, as the gateway's are; what is the server's own
+here is the engine: the chat template, sampling and streaming its tokens.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmship.engine.engine import RequestHandle
 from llmship.engine.sampling import SamplingParams
+from llmship.protocol.openai import (
+    DONE,
+    BadRequest,
+    ChatRequest,
+    CompletionRequest,
+    Reply,
+    chat_messages,
+    completion_prompt,
+    error_event,
+    include_usage,
+    load_json,
+    model_list,
+    parse_request,
+    sampling,
+    token_limit,
+    usage,
+)
 from llmship.serve.admission import CLIENT_GONE, BodyRefused, ClientGone, unless_disconnected
 from llmship.serve.backends import EngineBackend, ModelState, Overloaded
 from llmship.serve.handler import HandlerError
 from llmship.serve.responses import openai_error
 
-COMMON = {
-    "model",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "stream",
-    "stream_options",
-    "n",
-    "user",
-    "presence_penalty",
-    "frequency_penalty",
-    "logprobs",
-    "ignore_eos",  # vLLM's extension, which serving benchmarks send
-}
-CHAT = COMMON | {"messages", "max_completion_tokens", "top_logprobs"}
-COMPLETION = COMMON | {"prompt", "echo", "suffix"}
+# The two routes' request models (the gateway parses with the same ones).
+CHAT, COMPLETION = ChatRequest, CompletionRequest
 
 
 class OpenAIError(Exception):
@@ -89,14 +89,7 @@ def add_openai_routes(
 
     @app.get("/v1/models")
     async def models() -> Response:
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [
-                    {"id": model_name, "object": "model", "created": 0, "owned_by": "llmship"}
-                ],
-            }
-        )
+        return JSONResponse(model_list([model_name]))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -104,7 +97,7 @@ def add_openai_routes(
             body = _body(await _read(request), CHAT, "messages")
             served = engine()
             prompt_ids = _chat_prompt(served, body["messages"])
-            limit = body.get("max_completion_tokens", body.get("max_tokens"))
+            limit = token_limit(body, chat=True)
             return await _complete(request, served, body, prompt_ids, limit, chat=True)
         except OpenAIError as exc:
             return exc.response()
@@ -116,20 +109,13 @@ def add_openai_routes(
         try:
             body = _body(await _read(request), COMPLETION, "prompt")
             served = engine()
-            prompt = body["prompt"]
-            if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
-                prompt = prompt[0]
-            if body.get("echo") or body.get("suffix"):
-                raise OpenAIError("echo and suffix are not supported", param="echo")
-            if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-                prompt_ids = prompt  # token ids, as OpenAI's API allows
-            elif isinstance(prompt, str) and prompt:
-                prompt_ids = served.tokenizer(prompt)["input_ids"]
-            else:
-                raise OpenAIError(
-                    "prompt must be a non-empty string or list of token ids", param="prompt"
-                )
-            limit = body.get("max_tokens", 16)
+            with _refused():
+                prompt = completion_prompt(body)
+            # token ids, as OpenAI's API allows, or text
+            prompt_ids = (
+                prompt if isinstance(prompt, list) else served.tokenizer(prompt)["input_ids"]
+            )
+            limit = token_limit(body, chat=False)
             return await _complete(request, served, body, prompt_ids, limit, chat=False)
         except OpenAIError as exc:
             return exc.response()
@@ -148,7 +134,7 @@ def add_openai_routes(
     async def _complete(
         request: Request,
         served: EngineBackend,
-        body: dict,
+        body: ChatRequest | CompletionRequest,
         prompt_ids: list[int],
         limit: int | None,
         chat: bool,
@@ -170,15 +156,10 @@ def add_openai_routes(
             ) from None
         except HandlerError as exc:
             raise OpenAIError(str(exc), param="max_tokens") from None
-        meta = {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
-            "created": int(time.time()),
-            "model": model_name,
-        }
+        reply = Reply(chat, model_name)
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                _events(handle, meta, chat, include_usage, _timed_out(served)),
+                _events(handle, reply, include_usage(body), _timed_out(served)),
                 media_type="text/event-stream",
             )
         try:
@@ -190,62 +171,36 @@ def add_openai_routes(
         if output.finish_reason == "timeout":
             raise OpenAIError(_timed_out(served), 408, kind="timeout")
         text = output.text.strip() if chat else output.text
-        choice: dict[str, Any] = {
-            "index": 0,
-            "logprobs": None,
-            "finish_reason": _reason(output.finish_reason),
-        }
-        if chat:
-            choice["message"] = {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
-        return JSONResponse(
-            {
-                **meta,
-                "object": "chat.completion" if chat else "text_completion",
-                "choices": [choice],
-                "usage": _usage(output),
-            }
-        )
+        return JSONResponse(reply.body(text, _reason(output.finish_reason), _usage(output)))
 
 
 def _timed_out(served: EngineBackend) -> str:
     return f"generation ran past the {served.timeout_s:g} s limit and was cancelled"
 
 
-def _body(raw: bytes, allowed: set[str], required: str) -> dict[str, Any]:
+@contextmanager
+def _refused() -> Iterator[None]:
+    """The protocol's BadRequest as this server's 400."""
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OpenAIError(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise OpenAIError("the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise OpenAIError(f"unrecognized request argument: {unknown[0]}", param=unknown[0])
-    if required not in body:
-        raise OpenAIError(f"missing required parameter: {required}", param=required)
-    if body.get("n", 1) != 1:
-        raise OpenAIError("only n=1 is supported", param="n")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if body.get(name):
-            raise OpenAIError(f"{name} is not supported; leave it at 0", param=name)
-    if body.get("logprobs"):
-        raise OpenAIError("logprobs are not supported", param="logprobs")
-    return body
+        yield
+    except BadRequest as exc:
+        raise OpenAIError(str(exc), param=exc.param) from None
 
 
-def _chat_prompt(served: EngineBackend, messages: Any) -> list[int]:
-    if not isinstance(messages, list) or not messages:
-        raise OpenAIError("messages must be a non-empty list", param="messages")
-    normalized = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or "role" not in message:
-            raise OpenAIError(f"messages[{index}] needs a role", param="messages")
-        content = message.get("content") or ""
-        if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        normalized.append({"role": message["role"], "content": content})
+def _body(
+    raw: bytes, kind: type[ChatRequest] | type[CompletionRequest], required: str
+) -> ChatRequest | CompletionRequest:
+    """The request, parsed and checked as the gateway checks it; the model is not required
+    here: a missing or other one is a 404, model_not_found."""
+    with _refused():
+        return parse_request(load_json(raw), kind, required)
+
+
+def _chat_prompt(served: EngineBackend, messages: list) -> list[int]:
+    """The prompt's token ids through the model's chat template (the one it was trained
+    with)."""
+    with _refused():
+        normalized = chat_messages(messages)
     if not getattr(served.tokenizer, "chat_template", None):
         raise OpenAIError(
             "this model's tokenizer has no chat template; use /v1/completions", param="messages"
@@ -256,20 +211,21 @@ def _chat_prompt(served: EngineBackend, messages: Any) -> list[int]:
     return served.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _sampling(served: EngineBackend, body: dict, limit: int | None) -> SamplingParams:
-    temperature = body.get("temperature", 1.0)
-    stop = body.get("stop") or ()
+def _sampling(
+    served: EngineBackend, body: ChatRequest | CompletionRequest, limit: int | None
+) -> SamplingParams:
+    chosen = sampling(body)
     try:
         return SamplingParams(
-            max_new_tokens=int(limit or served.loaded.defaults.max_new_tokens),
-            do_sample=float(temperature) > 0,
-            temperature=float(temperature),
-            top_p=float(body.get("top_p", 1.0)),
-            seed=body.get("seed"),
-            stop=(stop,) if isinstance(stop, str) else tuple(stop),
-            ignore_eos=bool(body.get("ignore_eos", False)),
+            max_new_tokens=limit or served.loaded.defaults.max_new_tokens,
+            do_sample=chosen.temperature > 0,
+            temperature=chosen.temperature,
+            top_p=chosen.top_p,
+            seed=chosen.seed,
+            stop=chosen.stop,
+            ignore_eos=chosen.ignore_eos,
         )
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise OpenAIError(str(exc), param="temperature") from None
 
 
@@ -278,49 +234,29 @@ def _reason(reason: str | None) -> str:
 
 
 def _usage(output) -> dict[str, int]:
-    return {
-        "prompt_tokens": output.prompt_tokens,
-        "completion_tokens": output.completion_tokens,
-        "total_tokens": output.prompt_tokens + output.completion_tokens,
-    }
+    return usage(output.prompt_tokens, output.completion_tokens)
 
 
 async def _events(
-    handle: RequestHandle, meta: dict, chat: bool, include_usage: bool, timeout_message: str
+    handle: RequestHandle, reply: Reply, with_usage: bool, timeout_message: str
 ) -> AsyncIterator[str]:
-    kind = "chat.completion.chunk" if chat else "text_completion"
-
-    def chunk(delta: str | None, reason: str | None, first: bool = False) -> str:
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": reason}
-        if chat:
-            choice["delta"] = (
-                {"role": "assistant", "content": ""}
-                if first
-                else ({"content": delta} if delta else {})
-            )
-        else:
-            choice["text"] = delta or ""
-        return f"data: {json.dumps({**meta, 'object': kind, 'choices': [choice]})}\n\n"
-
     try:
-        if chat:
-            yield chunk(None, None, first=True)
+        if reply.chat:
+            yield reply.chunk(None, None, first=True)
         started = False
         async for output in handle.stream():
             if output.error or output.finish_reason == "timeout":
                 kind = "server_error" if output.error else "timeout"
-                error = {"error": {"message": output.error or timeout_message, "type": kind}}
-                yield f"data: {json.dumps(error)}\n\n"
+                yield error_event(output.error or timeout_message, kind)
                 return
-            text = output.text.lstrip() if chat and not started else output.text
+            text = output.text.lstrip() if reply.chat and not started else output.text
             if text:
                 started = True
-                yield chunk(text, None)
+                yield reply.chunk(text, None)
             if output.finish_reason:
-                yield chunk(None, _reason(output.finish_reason))
-                if include_usage:
-                    usage = {**meta, "object": kind, "choices": [], "usage": _usage(output)}
-                    yield f"data: {json.dumps(usage)}\n\n"
-        yield "data: [DONE]\n\n"
+                yield reply.chunk(None, _reason(output.finish_reason))
+                if with_usage:
+                    yield reply.usage_chunk(_usage(output))
+        yield DONE
     finally:  # the client went away: free the slot at the next step
         handle.cancel()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
+from llmship.protocol.openai import error_body
+
 
 def container_error(status: int, message: str, retry_after_s: int | None = None) -> JSONResponse:
     kind = "BadRequest" if status < 500 else "InternalServerException"
@@ -41,7 +43,7 @@ def openai_error(
     retry_after_s: int | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
+        error_body(message, kind, param, code),
         status_code=status,
         headers=_retry(retry_after_s),
     )

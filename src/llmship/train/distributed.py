@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from llmship.train.environment import TrainingEnvironment
+    from llmship.sagemaker.training_contract import TrainingEnvironment
 
 MASTER_PORT = 29500  # torchrun's default rendezvous port, open between SageMaker hosts
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from llmship.config.loader import LoadedConfig, load_config
 from llmship.errors import LlmshipError
-from llmship.train.environment import DEFAULT_CHECKPOINT_DIR, TrainingEnvironment
+from llmship.sagemaker.training_contract import DEFAULT_CHECKPOINT_DIR, TrainingEnvironment
 
 LOG_EVERY_S = 10.0
 

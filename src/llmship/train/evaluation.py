@@ -149,7 +149,8 @@ def endpoint_generator(
 ) -> Generator:
     """Each row's input field sent to the endpoint as a toolkit payload, one request per
     row (what every toolkit-style container accepts), up to `workers` at once."""
-    from llmship.deploy.invoke import generated_text, invoke, prompt_body
+    from llmship.aws.runtime import invoke
+    from llmship.protocol.toolkit import generated_text, prompt_body
 
     parameters = endpoint_parameters(params)
 

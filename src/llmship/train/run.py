@@ -22,6 +22,7 @@ from llmship.models.info import MODEL_INFO
 from llmship.models.loading import ModelKind, detect_kind, load_tokenizer
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir, find_run, new_run
+from llmship.sagemaker.training_contract import TrainingEnvironment
 from llmship.train.checkpoint import TrainState
 from llmship.train.distributed import (
     Rank,
@@ -33,7 +34,6 @@ from llmship.train.distributed import (
     unwrap,
     wrap,
 )
-from llmship.train.environment import TrainingEnvironment
 from llmship.train.loop import LoopData, StepCallback, train_loop
 from llmship.train.methods import MethodContext, prepare_model
 from llmship.train.metrics import MetricsLog
@@ -268,14 +268,3 @@ def _generation_config(model, tokenizer, config):
     if generation.pad_token_id is None:
         generation.pad_token_id = tokenizer.pad_token_id
     return generation
-
-
-def read_model_info(model_dir: Path) -> dict:
-    """The llmship.json written beside a trained model."""
-    path = Path(model_dir) / MODEL_INFO
-    if not path.is_file():
-        raise TrainError(
-            f"{model_dir} has no {MODEL_INFO}; it was not written by `llmship train` "
-            "(give a run's model/ directory)"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,6 +1,7 @@
 """`llmship train --target sagemaker`: the run as a SageMaker training job, through boto3.
 
-Plan (read-only: names, role, bucket, image, price) -> confirm -> upload the data
+Plan (read-only: names, role, bucket, image, price) -> show -> confirm (the one flow,
+llmship.target.carry_out; the caller renders and asks) -> upload the data
 channels and the job's source (llmship + launcher + config + requirements.txt, see
 source.py) -> store HF_TOKEN in Secrets Manager and let the execution role read exactly
 that secret -> CreateTrainingJob -> poll DescribeTrainingJob while streaming the job's
@@ -31,11 +32,10 @@ from llmship.errors import DeployError, TrainError
 from llmship.progress import RecordingReporter, Reporter
 from llmship.runs import RunDir
 from llmship.sagemaker.images import Image, training_image
-from llmship.state import StateStore, state_path
+from llmship.state import TAG_PREFIX, Kind, Resource, StateStore, Status, state_path, tag_list, tags
 from llmship.train.source import CONFIG_NAME, PROGRAM, build_source_archive
 
-JOB_KIND = "sagemaker:training-job"
-S3_KIND = "s3:artifact"  # the deploy target's kind: `destroy --purge` removes the prefix
+JOB_KIND = Kind.SAGEMAKER_TRAINING_JOB  # the name tests and older callers import
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 CHECKPOINT_PATH = "/opt/ml/checkpoints"
 CHANNELS = ("train", "validation")
@@ -81,11 +81,7 @@ class JobPlan:
 
     @property
     def tags(self) -> dict[str, str]:
-        return {
-            "llmship:project": self.project,
-            "llmship:deployment": self.deployment,
-            "llmship:run": self.run_id,
-        }
+        return tags(self.project, self.deployment, self.run_id)
 
     def describe(self) -> str:
         """The summary shown before asking to create (price included)."""
@@ -102,16 +98,30 @@ class JobPlan:
         if self.grant is not None:
             lines.append(f"  role grant {self.grant.record}: {self.grant.describe()}")
             lines += [f"  warning    {warning}" for warning in self.grant.warnings]
-        if self.hourly_usd is None:
-            lines.append(f"  price      {self.price_note}")
-        else:
-            most = self.hourly_usd * (hours + (self.keep_alive_s or 0) / 3600)
-            lines.append(
-                f"  price      ${self.hourly_usd:.2f}/h on demand, at most ${most:,.2f} for "
-                f"the whole runtime{' (spot bills less)' if self.max_wait_s else ''}; "
-                f"{self.price_note}"
-            )
+        lines.append(f"  price      {self.price}")
         return "\n".join(lines)
+
+    @property
+    def price(self) -> str:
+        """Per hour and at most for the whole runtime, with where the price comes from."""
+        if self.hourly_usd is None:
+            return self.price_note
+        hours = self.max_runtime_s / 3600 + (self.keep_alive_s or 0) / 3600
+        return (
+            f"${self.hourly_usd:.2f}/h on demand, at most ${self.hourly_usd * hours:,.2f} for "
+            f"the whole runtime{' (spot bills less)' if self.max_wait_s else ''}; "
+            f"{self.price_note}"
+        )
+
+    @property
+    def question(self) -> str:
+        """Asked before creating the job: its instances bill while it runs."""
+        return f"Create training job {self.job_name} (billed while it runs: {self.price})?"
+
+    def check(self) -> None:
+        """Refuse a job whose execution role cannot be granted what it needs."""
+        if self.grant is not None and self.grant.problems:
+            raise DeployError("train.sagemaker: " + "; ".join(self.grant.problems))
 
 
 @dataclass
@@ -133,10 +143,10 @@ def plan_job(
 ) -> JobPlan:
     """Names, role, bucket, image and price for training `run`; DeployError on a setting
     that cannot work, naming its key."""
-    from llmship.deploy.target import request_for
     from llmship.sagemaker.cost import instance_cost
     from llmship.sagemaker.instances import price_source
     from llmship.sagemaker.names import new_version
+    from llmship.target import request_for
 
     config = loaded.config
     settings, aws = config.train.sagemaker, config.aws
@@ -162,7 +172,7 @@ def plan_job(
             "Secrets Manager"
         )
     deployment = request_for(loaded, run).name
-    taken = {r.name for r in store.resources() if r.kind == JOB_KIND}
+    taken = {r.name for r in store.resources() if r.kind == Kind.SAGEMAKER_TRAINING_JOB}
     job_name = new_version(deployment, lambda name: name in taken)
     image = training_image(region, settings.transformers_version)
     cost = instance_cost(settings.instance_type, settings.instance_count, region)
@@ -279,7 +289,7 @@ def job_request(
         "EnableManagedSpotTraining": plan.max_wait_s is not None,
         "CheckpointConfig": {"S3Uri": plan.checkpoint_uri, "LocalPath": CHECKPOINT_PATH},
         "Environment": {**settings.environment, **secret_env},
-        "Tags": [{"Key": k, "Value": v} for k, v in plan.tags.items()],
+        "Tags": tag_list(plan.tags),
     }
     if settings.vpc.subnets:
         request["VpcConfig"] = {
@@ -300,29 +310,49 @@ def submit(
     run: RunDir,
     *,
     reporter: Reporter | None = None,
-    confirm: Callable[[str], bool] = lambda summary: True,
+    show: Callable[[JobPlan], None] = lambda plan: None,
+    confirm: Callable[[str], bool] = lambda question: True,
     session=None,
     store: StateStore | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> TrainingJob | None:
     """Train `run` (its data already prepared in run/data) as a SageMaker training job and
-    wait for it; None when `confirm` declines. TrainError when the job fails."""
+    wait for it, through the one flow (target.carry_out): `show` gets the plan, `confirm`
+    its question (the price named); None when it declines. TrainError when the job fails."""
+    from llmship.target import carry_out
+
     reporter = reporter or RecordingReporter()
-    store = store or StateStore()
+    store = (store or StateStore()).owned_by("sagemaker")  # its destroy stops the job
     session = session or make_session(loaded.config.aws)
     if not any(run.channel("train").glob("*.jsonl")):
         raise TrainError(f"{run.channel('train')} holds no data; prepare the run's data first")
     plan = plan_job(loaded, run, region=session.region_name, store=store)
     plan = replace(plan, grant=_role_grant(session, loaded, plan))
-    if not confirm(plan.describe()):
-        return None
+
+    def apply(plan: JobPlan) -> TrainingJob:
+        return _apply(plan, loaded, run, reporter, session, store, sleep, clock)
+
+    return carry_out(plan, apply, show=show, confirm=confirm)
+
+
+def _apply(
+    plan: JobPlan,
+    loaded: LoadedConfig,
+    run: RunDir,
+    reporter: Reporter,
+    session,
+    store: StateStore,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> TrainingJob:
+    """Upload, grant, create the job (each recorded first) and wait for it to finish."""
     common = {"deployment": plan.deployment, "project": plan.project}
     s3 = client(session, "s3")
     from llmship.aws.s3 import ensure_bucket
 
-    ensure_bucket(s3, plan.bucket, plan.region, {"llmship:project": plan.project})
-    store.record_creating(S3_KIND, plan.prefix, region=plan.region, **common)
+    ensure_bucket(s3, plan.bucket, plan.region, {f"{TAG_PREFIX}project": plan.project})
+    store.record_creating(Kind.S3_ARTIFACT, plan.prefix, region=plan.region, **common)
     channels = _upload_channels(s3, loaded, run, plan, reporter)
     source = build_source_archive(
         run.root / "source" / "sourcedir.tar.gz",
@@ -331,7 +361,7 @@ def submit(
         plan.image.framework["transformers"],
     )
     source_uri = _upload(s3, source, f"{plan.prefix}source/sourcedir.tar.gz", reporter)
-    store.set_status(S3_KIND, plan.prefix, "UP", plan.region)
+    store.set_status(Kind.S3_ARTIFACT, plan.prefix, Status.UP, plan.region)
     if plan.grant is not None:  # before the job runs as the role
         from llmship.aws.role_grants import put_grant
 
@@ -366,10 +396,10 @@ def submit(
 def _role_grant(session, loaded: LoadedConfig, plan: JobPlan):
     """What the execution role needs beyond the project bucket for this job: SageMaker's
     VPC permissions and a checkpoint_s3_uri in another bucket (read to resume, write to
-    sync). DeployError naming a bucket that does not exist."""
+    sync). Its problems (a bucket that does not exist) make the plan's check refuse it."""
     from llmship.aws.role_grants import execution_role_grant
 
-    grant = execution_role_grant(
+    return execution_role_grant(
         session,
         plan.role_arn,
         command="train",
@@ -378,9 +408,6 @@ def _role_grant(session, loaded: LoadedConfig, plan: JobPlan):
         vpc=loaded.config.train.sagemaker.vpc,
         data=[(plan.checkpoint_uri, "read-write")],
     )
-    if grant is not None and grant.problems:
-        raise DeployError("train.sagemaker: " + "; ".join(grant.problems))
-    return grant
 
 
 def _upload(s3, path: Path, uri: str, reporter: Reporter) -> str:
@@ -439,7 +466,12 @@ def _create(sm, request: dict, plan: JobPlan, store: StateStore, sleep) -> None:
 
     details = {"image": plan.image.uri, "instance_type": plan.instance_type, "status": "Creating"}
     store.record_creating(
-        JOB_KIND, plan.job_name, plan.deployment, plan.project, plan.region, details
+        Kind.SAGEMAKER_TRAINING_JOB,
+        plan.job_name,
+        plan.deployment,
+        plan.project,
+        plan.region,
+        details,
     )
     with aws_call("sagemaker", "CreateTrainingJob", plan.job_name):
         call_with_new_role(
@@ -450,7 +482,9 @@ def _create(sm, request: dict, plan: JobPlan, store: StateStore, sleep) -> None:
             resource=plan.job_name,
             sleep=sleep,
         )
-    store.set_status(JOB_KIND, plan.job_name, "UP", plan.region, {"status": "InProgress"})
+    store.set_status(
+        Kind.SAGEMAKER_TRAINING_JOB, plan.job_name, Status.UP, plan.region, {"status": "InProgress"}
+    )
 
 
 def _write_job_file(run: RunDir, plan: JobPlan, model_data: str | None, status: str) -> None:
@@ -548,7 +582,7 @@ def wait_for_job(
             details["model_data"] = model_data
         if found.get("FailureReason"):
             details["failure_reason"] = found["FailureReason"]
-        store.set_status(JOB_KIND, name, "UP", region, details)
+        store.set_status(Kind.SAGEMAKER_TRAINING_JOB, name, Status.UP, region, details)
     if status == "Completed":
         return found
     reason = found.get("FailureReason") or "no FailureReason given"
@@ -563,6 +597,37 @@ def latest_artifact(store: StateStore, project: str) -> str | None:
     done = [
         r
         for r in store.resources(project=project)
-        if r.kind == JOB_KIND and r.details.get("model_data")
+        if r.kind == Kind.SAGEMAKER_TRAINING_JOB and r.details.get("model_data")
     ]
     return done[-1].details["model_data"] if done else None
+
+
+def stop_jobs(
+    store: StateStore,
+    resources: list[Resource],
+    sagemaker_for: Callable[[str | None], Any],
+    poll_s: float = 10.0,
+) -> list[str]:
+    """`destroy` of the training jobs among `resources`: each still running is stopped and
+    waited for (a job cannot be deleted, only stopped), then its record goes. The client
+    comes from `sagemaker_for(region)`; returns "<kind> <name>" for each job ended."""
+    ended = []
+    for job in [r for r in resources if r.kind == Kind.SAGEMAKER_TRAINING_JOB]:
+        store.set_status(job.kind, job.name, Status.DELETING, job.region)
+        stop_job(sagemaker_for(job.region or None), job.name, poll_s)
+        store.remove(job.kind, job.name, job.region)
+        ended.append(f"{Kind.SAGEMAKER_TRAINING_JOB} {job.name}")
+    return ended
+
+
+def stop_job(sm, name: str, poll_s: float) -> None:
+    """Stop job `name` if it runs and wait until it has ended. A job SageMaker does not
+    know (its create was refused, or never returned) has nothing to stop."""
+    with ignore_not_found("sagemaker", "DescribeTrainingJob", name):
+        status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+        if status == "InProgress":
+            with ignore_not_found("sagemaker", "StopTrainingJob", name):
+                sm.stop_training_job(TrainingJobName=name)
+        while status in ("InProgress", "Stopping"):
+            time.sleep(poll_s)
+            status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]

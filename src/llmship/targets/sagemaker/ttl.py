@@ -36,14 +36,14 @@ from llmship.aws.errors import aws_call, error_code, ignore_not_found, translate
 from llmship.aws.iam import PolicyContext, WrittenPolicy, register_policies
 from llmship.aws.session import client
 from llmship.errors import DeployError
-from llmship.state import Resource, StateStore
+from llmship.state import TAG_PREFIX, Kind, Resource, StateStore, Status, tag_list
 
 GROUP = "llmship"
 DELETE_ENDPOINT = "arn:aws:scheduler:::aws-sdk:sagemaker:deleteEndpoint"
 POLICY_NAME = "delete-endpoint"
-SCHEDULE_KIND = "scheduler:schedule"
-ROLE_KIND = "iam:role"
-QUEUE_KIND = "sqs:queue"
+# The names tests and `status --discover` import.
+SCHEDULE_KIND = Kind.SCHEDULE
+QUEUE_KIND = Kind.QUEUE
 # SQS's longest retention: a failed deletion stays readable for two weeks.
 DLQ_RETENTION_SECONDS = 14 * 86400
 # CreateQueue of a name deleted less than 60 s ago fails (a destroy, then a deploy --ttl).
@@ -160,7 +160,7 @@ def schedule_deletion(
     name = schedule_name(endpoint_name)
     key = f"{GROUP}/{name}"
     details = {"endpoint": endpoint_name, "delete_at": delete_at.isoformat(), "role": role_arn}
-    store.record_creating(SCHEDULE_KIND, key, deployment, project, region, details)
+    store.record_creating(Kind.SCHEDULE, key, deployment, project, region, details)
     request = {
         "Name": name,
         "GroupName": GROUP,
@@ -179,7 +179,7 @@ def schedule_deletion(
         },
     }
     arn = _put_schedule(scheduler, request, role_just_created=created, sleep=sleep)
-    store.set_status(SCHEDULE_KIND, key, "UP", region, {"arn": arn})
+    store.set_status(Kind.SCHEDULE, key, Status.UP, region, {"arn": arn})
     return Schedule(name=name, arn=arn, delete_at=delete_at, dead_letter_queue=dead_letters)
 
 
@@ -218,7 +218,7 @@ def check(
             "24 h: `llmship destroy` deletes it now"
         )
         left = timedelta(0)
-    ttl_made = any(r.kind in (SCHEDULE_KIND, QUEUE_KIND) for r in resources)
+    ttl_made = any(r.kind in (Kind.SCHEDULE, Kind.QUEUE) for r in resources)
     letters = dead_letters(session, endpoint_name) if ttl_made else []
     for letter in letters[:3]:
         notes.append(
@@ -273,7 +273,7 @@ def dead_letters(session, endpoint_name: str) -> list[DeadLetter]:
 
 def _recorded_delete_at(resources: list[Resource], endpoint_name: str) -> datetime | None:
     for resource in resources:
-        if resource.kind == SCHEDULE_KIND and resource.details.get("endpoint") == endpoint_name:
+        if resource.kind == Kind.SCHEDULE and resource.details.get("endpoint") == endpoint_name:
             recorded = resource.details.get("delete_at")
             return datetime.fromisoformat(recorded) if recorded else None
     return None
@@ -287,7 +287,7 @@ def cancel_deletion(session, endpoint_name: str, store: StateStore | None = None
     with ignore_not_found("scheduler", "DeleteSchedule", name):
         client(session, "scheduler").delete_schedule(GroupName=GROUP, Name=name)
     if store is not None:
-        store.remove(SCHEDULE_KIND, f"{GROUP}/{name}", region)
+        store.remove(Kind.SCHEDULE, f"{GROUP}/{name}", region)
     iam = client(session, "iam")
     role = role_name(endpoint_name)
     for operation, call in (
@@ -297,7 +297,7 @@ def cancel_deletion(session, endpoint_name: str, store: StateStore | None = None
         with ignore_not_found("iam", operation, role):
             call()
     if store is not None:
-        store.remove(ROLE_KIND, role)
+        store.remove(Kind.IAM_ROLE, role)
     sqs, queue, url = client(session, "sqs"), queue_name(endpoint_name), None
     with ignore_not_found("sqs", "GetQueueUrl", queue):
         url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
@@ -305,7 +305,7 @@ def cancel_deletion(session, endpoint_name: str, store: StateStore | None = None
         with ignore_not_found("sqs", "DeleteQueue", queue):
             sqs.delete_queue(QueueUrl=url)
     if store is not None:
-        store.remove(QUEUE_KIND, queue, region)
+        store.remove(Kind.QUEUE, queue, region)
 
 
 def _account(session) -> str:
@@ -365,7 +365,9 @@ def _ensure_role(
     partition = session.get_partition_for_region(region)
     trust = trust_policy(account)
     policy = delete_policy(partition, region, account, endpoint_name)
-    store.record_creating(ROLE_KIND, name, deployment, project, details={"endpoint": endpoint_name})
+    store.record_creating(
+        Kind.IAM_ROLE, name, deployment, project, details={"endpoint": endpoint_name}
+    )
     arn = None
     with ignore_not_found("iam", "GetRole", name):
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
@@ -376,13 +378,13 @@ def _ensure_role(
                 RoleName=name,
                 AssumeRolePolicyDocument=json.dumps(trust),
                 Description=f"llmship: lets EventBridge Scheduler delete endpoint {endpoint_name}",
-                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                Tags=tag_list(tags),
             )["Role"]["Arn"]
     with aws_call("iam", "PutRolePolicy", name):
         iam.put_role_policy(
             RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy)
         )
-    store.set_status(ROLE_KIND, name, "UP", details={"arn": arn})
+    store.set_status(Kind.IAM_ROLE, name, Status.UP, details={"arn": arn})
     return arn, created
 
 
@@ -395,7 +397,7 @@ def _ensure_queue(session, endpoint_name, account, tags, store, deployment, proj
     name = queue_name(endpoint_name)
     arn = queue_arn(session.get_partition_for_region(region), region, account, endpoint_name)
     details = {"endpoint": endpoint_name}
-    store.record_creating(QUEUE_KIND, name, deployment, project, region, details)
+    store.record_creating(Kind.QUEUE, name, deployment, project, region, details)
     sqs = client(session, "sqs")
     for attempt in range(1, QUEUE_RECREATE_TRIES + 1):
         try:
@@ -409,7 +411,7 @@ def _ensure_queue(session, endpoint_name, account, tags, store, deployment, proj
             if error_code(exc) not in QUEUE_DELETED_RECENTLY or attempt == QUEUE_RECREATE_TRIES:
                 raise translate(exc, "sqs", "CreateQueue", name) from None
             sleep(QUEUE_RECREATE_WAIT_S)
-    store.set_status(QUEUE_KIND, name, "UP", region, {"url": url, "arn": arn})
+    store.set_status(Kind.QUEUE, name, Status.UP, region, {"url": url, "arn": arn})
     return arn
 
 
@@ -421,9 +423,7 @@ def _ensure_group(scheduler) -> None:
         scheduler.get_schedule_group(Name=GROUP)
         return
     try:
-        scheduler.create_schedule_group(
-            Name=GROUP, Tags=[{"Key": "llmship:shared", "Value": "true"}]
-        )
+        scheduler.create_schedule_group(Name=GROUP, Tags=tag_list({f"{TAG_PREFIX}shared": "true"}))
     except ClientError as exc:
         if error_code(exc) != "ConflictException":  # made meanwhile by another deploy
             raise translate(exc, "scheduler", "CreateScheduleGroup", GROUP) from None

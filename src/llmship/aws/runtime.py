@@ -2,28 +2,36 @@
 
 The same calls work against SageMaker and against `llmship serve` (give its URL as the
 runtime client's endpoint_url), which speaks the Runtime API paths. Payloads are the
-caller's: `prompt_body` builds the Hugging Face toolkit's {"inputs", "parameters"}, and
-models with their own schema (a Marketplace package, say) take any bytes with their
-content type. `generated_text` and `stream_text` read answers back into text when
-they are in the toolkit's shapes, and say so (None, raw text) when they are not.
+caller's (`llmship.protocol.toolkit` builds and reads the Hugging Face toolkit's).
 
 Async invocations read their input from S3 and write the answer (or the error) to the
 endpoint's S3 output (or failure) path; `invoke_async` uploads, asks, and polls there.
+
+Which session and clients a caller uses (the config's profile, region and assumed role,
+or a local server's placeholder region and no signature) is decided here too, so every
+command that invokes a model gets them the same way.
 """
 
 from __future__ import annotations
 
-import codecs
-import json
 import time
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from llmship.aws.errors import aws_call, error_code, is_not_found, translate
 from llmship.errors import AwsError, DeployError
 
+if TYPE_CHECKING:
+    import boto3
+
+    from llmship.config.schema import AwsConfig
+
 JSON = "application/json"
+# The placeholder region for a client that only talks to a local endpoint URL.
+LOCAL_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -37,14 +45,6 @@ class AsyncResult:
     output_location: str
     failure_location: str | None
     body: bytes | None
-
-
-def prompt_body(prompt: str, parameters: dict | None = None) -> bytes:
-    """The Hugging Face toolkit payload: {"inputs": prompt, "parameters": {...}}."""
-    payload: dict = {"inputs": prompt}
-    if parameters:
-        payload["parameters"] = parameters
-    return json.dumps(payload).encode()
 
 
 def invoke(
@@ -130,71 +130,12 @@ def invoke_async(
         waited += poll_seconds
 
 
-def generated_text(body: bytes) -> str | None:
-    """The text of a toolkit answer ([{"generated_text": ...}] or one such object),
-    or None when the body is in another shape."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list) or not data:
-        return None
-    texts = [item.get("generated_text") if isinstance(item, dict) else None for item in data]
-    if not all(isinstance(text, str) for text in texts):
-        return None
-    return "\n".join(texts)
-
-
-def stream_text(parts: Iterable[bytes]) -> Iterator[str]:
-    """Text pieces from a stream of PayloadParts. JSON lines of tokens ({"token": {"text"}},
-    as llmship's server and TGI send them, TGI's behind "data:") yield each token's text;
-    a part may hold several lines or half of one. Any other stream is passed on as text."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    buffer, json_lines = b"", None
-    for part in parts:
-        if json_lines is None:
-            json_lines = part.lstrip()[:1] == b"{" or part.lstrip().startswith(b"data:")
-        if not json_lines:
-            if text := decoder.decode(part):
-                yield text
-            continue
-        buffer += part
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if piece := _token_text(line):
-                yield piece
-    if json_lines and (piece := _token_text(buffer)):
-        yield piece
-    elif json_lines is False and (rest := decoder.decode(b"", final=True)):
-        yield rest
-
-
 def split_s3(uri: str) -> tuple[str, str]:
     """(bucket, key) of an s3:// URI."""
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.lstrip("/"):
         raise DeployError(f"{uri!r} is not an S3 object URI (s3://bucket/key)")
     return parsed.netloc, parsed.path.lstrip("/")
-
-
-def _token_text(line: bytes) -> str:
-    """A token's text from one JSON line; "" for lines that carry none (the final
-    generated_text line repeats what the tokens already said)."""
-    line = line.strip()
-    if line.startswith(b"data:"):
-        line = line[5:].strip()
-    if not line:
-        return ""
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return line.decode("utf-8", "replace")
-    token = event.get("token") if isinstance(event, dict) else None
-    if isinstance(token, dict) and not token.get("special") and isinstance(token.get("text"), str):
-        return token["text"]
-    return ""
 
 
 def _read_if_there(s3, uri: str) -> bytes | None:
@@ -210,3 +151,48 @@ def _read_if_there(s3, uri: str) -> bytes | None:
         raise translate(exc, "s3", "GetObject", uri) from None
     except BotoCoreError as exc:
         raise translate(exc, "s3", "GetObject", uri) from None
+
+
+def caller_session(
+    aws: AwsConfig | None, *, local: bool = False, region: str | None = None
+) -> boto3.Session:
+    """The config's session (profile, assumed role) in its region or `region`; without a
+    config, the usual chain. `local`: the calls go to a server on this machine, which
+    needs neither a region nor the configured account."""
+    from llmship.aws.session import make_session
+
+    try:
+        return make_session(aws, region=region)
+    except AwsError:
+        if local:
+            return make_session(region=LOCAL_REGION)
+        raise
+
+
+def sagemaker_runtime(aws: AwsConfig | None, endpoint_url: str | None = None) -> Any:
+    """A sagemaker-runtime client from llmship's one factory (sent once, never retried
+    after the request reached the model) on the caller's session; unsigned when it only
+    talks to a local `endpoint_url` and no credentials are around."""
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    from llmship.aws.session import runtime_client
+
+    session = caller_session(aws, local=endpoint_url is not None)
+    options: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    if endpoint_url and session.get_credentials() is None:
+        options["config"] = Config(signature_version=UNSIGNED)
+    return runtime_client(session, "sagemaker-runtime", **options)
+
+
+def async_input(
+    aws: AwsConfig, project: str, endpoint_name: str, content_type: str
+) -> tuple[Any, str]:
+    """Where an async request's body goes: an S3 client on the caller's session and a
+    fresh key under the deployment's prefix in aws.bucket (which must be set)."""
+    from llmship.aws.session import client
+    from llmship.sagemaker.names import artifact_prefix
+
+    suffix = ".json" if "json" in content_type else ".bin"
+    key = f"{artifact_prefix(project, endpoint_name)}async-input/{uuid.uuid4().hex}{suffix}"
+    return client(caller_session(aws), "s3"), f"s3://{aws.bucket}/{key}"

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import httpx
 
-from llmship.deploy.plan import Action, Plan
-from llmship.deploy.target import Deployed, DeploymentStatus, DeployRequest
 from llmship.errors import DeployError
 from llmship.progress import RecordingReporter, Reporter
 from llmship.sagemaker.cost import Cost
-from llmship.state import Resource, StateStore, state_path
+from llmship.state import Kind, Resource, StateStore, Status, state_path
+from llmship.target import Action, Deployed, DeploymentStatus, DeployRequest, Plan
 
-SERVER_KIND = "local:server"
+SERVER_KIND = Kind.LOCAL_SERVER  # the name tests and older callers import
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 35.0  # the server drains in-flight requests for up to 30 s
 
@@ -56,7 +55,7 @@ def server_url(store: StateStore, deployment: str) -> str:
     """The URL the local deployment serves at, from its record (so callers such as
     `llmship invoke` need no --endpoint-url)."""
     for resource in store.resources(deployment):
-        if resource.kind == SERVER_KIND and resource.details.get("url"):
+        if resource.kind == Kind.LOCAL_SERVER and resource.details.get("url"):
             return resource.details["url"]
     raise DeployError(
         f"no local server recorded for {deployment} (or it is still starting); "
@@ -70,7 +69,7 @@ class LocalTarget:
     name = "local"
 
     def __init__(self, store: StateStore, *, start_timeout_s: float = START_TIMEOUT_S):
-        self.store = store
+        self.store = store.owned_by(self.name)
         self.start_timeout_s = start_timeout_s
 
     def plan(self, request: DeployRequest) -> Plan:
@@ -99,7 +98,7 @@ class LocalTarget:
         logs = state_path().parent / "logs"
         spec = LocalSpec(request.run.root, port, deploy.kind, logs / f"{request.name}.log")
         action = Action(
-            "create", SERVER_KIND, request.name, f"llmship serve on 127.0.0.1:{port}", None
+            "create", Kind.LOCAL_SERVER, request.name, f"llmship serve on 127.0.0.1:{port}", None
         )
         return Plan(
             target=self.name,
@@ -122,7 +121,9 @@ class LocalTarget:
         url = f"http://127.0.0.1:{spec.port}"
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         details = {"port": spec.port, "url": url, "log": str(spec.log), "source": str(spec.source)}
-        self.store.record_creating(SERVER_KIND, plan.deployment, plan.deployment, plan.project)
+        self.store.record_creating(
+            Kind.LOCAL_SERVER, plan.deployment, plan.deployment, plan.project
+        )
         command = [
             sys.executable, "-c", "from llmship.cli import main; main()", "serve",
             str(spec.source), "--port", str(spec.port), "--name", plan.deployment,
@@ -133,19 +134,21 @@ class LocalTarget:
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         details["pid"] = process.pid
-        self.store.set_status(SERVER_KIND, plan.deployment, "CREATING", details=details)
+        self.store.set_status(Kind.LOCAL_SERVER, plan.deployment, Status.CREATING, details=details)
         reporter.message(f"started llmship serve (pid {process.pid}), log: {spec.log}")
         try:
             wait_until_healthy(url, _LogProcess(process, spec.log), self.start_timeout_s)
         except Exception as exc:
             self._stop(process.pid)
-            self.store.remove(SERVER_KIND, plan.deployment)
+            self.store.remove(Kind.LOCAL_SERVER, plan.deployment)
             raise DeployError(f"the local server did not become healthy: {exc}") from None
-        self.store.set_status(SERVER_KIND, plan.deployment, "UP")
+        self.store.set_status(Kind.LOCAL_SERVER, plan.deployment, Status.UP)
         return Deployed(plan.deployment, self.name, url, "running", None)
 
     def _record(self, deployment: str) -> Resource | None:
-        return next((r for r in self.store.resources(deployment) if r.kind == SERVER_KIND), None)
+        return next(
+            (r for r in self.store.resources(deployment) if r.kind == Kind.LOCAL_SERVER), None
+        )
 
     def status(
         self, deployment: str, resources: list[Resource], *, idle_hours: float | None = None
@@ -172,7 +175,9 @@ class LocalTarget:
         gone = [
             r
             for r in resources
-            if r.kind == SERVER_KIND and r.status == "UP" and not _alive(r.details.get("pid", -1))
+            if r.kind == Kind.LOCAL_SERVER
+            and r.status == Status.UP
+            and not _alive(r.details.get("pid", -1))
         ]
         for resource in gone:
             self.store.remove(resource.kind, resource.name, resource.region)
@@ -198,13 +203,13 @@ class LocalTarget:
         record = self._record(deployment)
         if record is None:
             return []
-        self.store.set_status(SERVER_KIND, deployment, "DELETING")
+        self.store.set_status(Kind.LOCAL_SERVER, deployment, Status.DELETING)
         self._stop(record.details.get("pid", -1))
-        self.store.remove(SERVER_KIND, deployment)
+        self.store.remove(Kind.LOCAL_SERVER, deployment)
         log = Path(record.details.get("log", ""))
         if purge and log.is_file():
             log.unlink()
-        return [f"{SERVER_KIND} {deployment}"]
+        return [f"{Kind.LOCAL_SERVER} {deployment}"]
 
     @staticmethod
     def _stop(pid: int) -> None:

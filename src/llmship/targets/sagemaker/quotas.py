@@ -36,6 +36,9 @@ class QuotaCheck:
     needed: int
     message: str
 
+    def describe(self) -> str:
+        return self.message
+
 
 def quota_name(instance_type: str, usage: Literal["endpoint", "training"] = "endpoint") -> str:
     """The Service Quotas name of an instance type's quota for that usage."""

@@ -1,18 +1,19 @@
 """An exposed gateway as a deploy target, so `llmship status` and `llmship destroy` know
-it: target_of() names it "gateway" when a deployment's resources carry a gateway_route.
+it: its records name "gateway" as their owner (stores older than the owner column: the
+deployment's resources carry a gateway_route).
 Creating one goes through `llmship expose` (it needs a route, not a trained run)."""
 
 from __future__ import annotations
 
 from llmship.errors import DeployError
-from llmship.state import Resource, StateStore
+from llmship.state import Kind, Resource, StateStore, Status
 
 
 class ExposedGateway:
     name = "gateway"
 
     def __init__(self, store: StateStore, aws=None, *, session=None):
-        self.store, self.aws, self._session = store, aws, session
+        self.store, self.aws, self._session = store.owned_by(self.name), aws, session
 
     def session(self):
         if self._session is None:
@@ -28,15 +29,15 @@ class ExposedGateway:
     apply = plan
 
     def status(self, deployment: str, resources: list[Resource], *, idle_hours=None):
-        from llmship.deploy.target import DeploymentStatus
+        from llmship.target import DeploymentStatus
 
-        api = next((r for r in resources if r.kind == "apigateway:rest-api"), None)
+        api = next((r for r in resources if r.kind == Kind.REST_API), None)
         states = {r.status for r in resources}
         return DeploymentStatus(
             deployment=deployment,
             target=self.name,
             address=api.details.get("url", "") if api else "",
-            state="running" if states == {"UP"} else ", ".join(sorted(states)),
+            state="running" if states == {Status.UP} else ", ".join(sorted(states)),
             instance="lambda",
             hourly_usd=None,
             spent_usd=None,

@@ -19,9 +19,9 @@ from llmship.aws.errors import (
     translate,
 )
 from llmship.errors import DeployError
-from llmship.state import StateStore
+from llmship.state import Kind, StateStore, Status, tag_list
 
-VPC_ENDPOINT_KIND = "ec2:vpc-endpoint"
+VPC_ENDPOINT_KIND = Kind.VPC_ENDPOINT  # the name tests import
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def create_s3_endpoint(
     from botocore.exceptions import ClientError
 
     pending = f"pending:{finding.vpc_id}"
-    store.record_creating(VPC_ENDPOINT_KIND, pending, deployment, project, region)
+    store.record_creating(Kind.VPC_ENDPOINT, pending, deployment, project, region)
     try:
         endpoint = ec2.create_vpc_endpoint(
             VpcId=finding.vpc_id,
@@ -146,23 +146,23 @@ def create_s3_endpoint(
             TagSpecifications=[
                 {
                     "ResourceType": "vpc-endpoint",
-                    "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+                    "Tags": tag_list(dict(sorted(tags.items()))),
                 }
             ],
         )["VpcEndpoint"]["VpcEndpointId"]
     except ClientError as exc:
-        store.remove(VPC_ENDPOINT_KIND, pending, region)
+        store.remove(Kind.VPC_ENDPOINT, pending, region)
         raise translate(exc, "ec2", "CreateVpcEndpoint", finding.vpc_id) from None
     store.record_creating(
-        VPC_ENDPOINT_KIND,
+        Kind.VPC_ENDPOINT,
         endpoint,
         deployment,
         project,
         region,
         {"vpc_id": finding.vpc_id, "route_tables": list(finding.route_tables)},
     )
-    store.set_status(VPC_ENDPOINT_KIND, endpoint, "UP", region)
-    store.remove(VPC_ENDPOINT_KIND, pending, region)
+    store.set_status(Kind.VPC_ENDPOINT, endpoint, Status.UP, region)
+    store.remove(Kind.VPC_ENDPOINT, pending, region)
     return endpoint
 
 

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 from llmship.aws.errors import aws_call, ignore_not_found
 from llmship.aws.session import client
 from llmship.errors import DeployError
-from llmship.state import StateStore
+from llmship.state import Kind, StateStore, Status, tag_list
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-TARGET_KIND = "autoscaling:target"
-POLICY_KIND = "autoscaling:policy"
-ALARM_KIND = "cloudwatch:alarm"
+TARGET_KIND = Kind.SCALING_TARGET  # the name `status --discover` imports
 KEY = "deploy.autoscaling"
 
 
@@ -104,7 +102,7 @@ def configure_autoscaling(
         "min": settings.min_capacity,
         "max": settings.max_capacity,
     }
-    store.record_creating(TARGET_KIND, target, deployment, project, region, details)
+    store.record_creating(Kind.SCALING_TARGET, target, deployment, project, region, details)
     with aws_call("application-autoscaling", "RegisterScalableTarget", target):
         scaling.register_scalable_target(
             **common,
@@ -112,7 +110,7 @@ def configure_autoscaling(
             MaxCapacity=settings.max_capacity,
             Tags=tags,
         )
-    store.set_status(TARGET_KIND, target, "UP", region)
+    store.set_status(Kind.SCALING_TARGET, target, Status.UP, region)
 
     tracking, *step = policy_names(endpoint_name, asynchronous)
     policy = {
@@ -165,7 +163,7 @@ def remove_autoscaling(
         if cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]:
             cloudwatch.delete_alarms(AlarmNames=[alarm])
     if store is not None:
-        store.remove(ALARM_KIND, alarm, region)
+        store.remove(Kind.ALARM, alarm, region)
 
     scaling = client(session, "application-autoscaling")
     target = resource_id(endpoint_name, variant_name)
@@ -181,7 +179,7 @@ def remove_autoscaling(
     if store is not None:
         ours = policy_names(endpoint_name, True) + policy_names(endpoint_name, False)
         for name in existing | set(ours):
-            store.remove(POLICY_KIND, f"{target}/{name}", region)
+            store.remove(Kind.SCALING_POLICY, f"{target}/{name}", region)
     # ObjectNotFoundException: deregistered meanwhile
     with ignore_not_found("application-autoscaling", "DeregisterScalableTarget", target):
         registered = scaling.describe_scalable_targets(
@@ -190,7 +188,7 @@ def remove_autoscaling(
         if registered:
             scaling.deregister_scalable_target(**common)
     if store is not None:
-        store.remove(TARGET_KIND, target, region)
+        store.remove(Kind.SCALING_TARGET, target, region)
 
 
 def _tracked_metric(endpoint_name: str, asynchronous: bool) -> dict:
@@ -213,18 +211,18 @@ def _tracked_metric(endpoint_name: str, asynchronous: bool) -> dict:
 def _put_policy(scaling, common, policy, store, deployment, project, region) -> tuple[str, str]:
     key = f"{common['ResourceId']}/{policy['PolicyName']}"
     store.record_creating(
-        POLICY_KIND, key, deployment, project, region, {"type": policy["PolicyType"]}
+        Kind.SCALING_POLICY, key, deployment, project, region, {"type": policy["PolicyType"]}
     )
     with aws_call("application-autoscaling", "PutScalingPolicy", policy["PolicyName"]):
         arn = scaling.put_scaling_policy(**common, **policy)["PolicyARN"]
-    store.set_status(POLICY_KIND, key, "UP", region, {"arn": arn})
+    store.set_status(Kind.SCALING_POLICY, key, Status.UP, region, {"arn": arn})
     return key, arn
 
 
 def _put_alarm(session, endpoint_name, policy_arn, tags, store, deployment, project, region) -> str:
     name = alarm_name(endpoint_name)
     store.record_creating(
-        ALARM_KIND, name, deployment, project, region, {"endpoint": endpoint_name}
+        Kind.ALARM, name, deployment, project, region, {"endpoint": endpoint_name}
     )
     with aws_call("cloudwatch", "PutMetricAlarm", name):
         client(session, "cloudwatch").put_metric_alarm(
@@ -241,7 +239,7 @@ def _put_alarm(session, endpoint_name, policy_arn, tags, store, deployment, proj
             ComparisonOperator="GreaterThanOrEqualToThreshold",
             TreatMissingData="missing",
             AlarmActions=[policy_arn],
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            Tags=tag_list(tags),
         )
-    store.set_status(ALARM_KIND, name, "UP", region)
+    store.set_status(Kind.ALARM, name, Status.UP, region)
     return name

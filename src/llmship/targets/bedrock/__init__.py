@@ -1,0 +1,1 @@
+"""Bedrock hosting of a customized model: custom-model deployment or provisioned throughput."""

@@ -1,0 +1,1 @@
+"""An API exposed with `llmship expose ROUTE --target aws`, seen by status and destroy."""

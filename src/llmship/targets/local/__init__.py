@@ -1,0 +1,1 @@
+"""Local deployment: `llmship serve` in the background, recorded like any target."""

@@ -1,0 +1,1 @@
+"""SageMaker endpoints: plan, requests, apply, status, teardown, and what they lean on."""
