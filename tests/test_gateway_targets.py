@@ -23,13 +23,15 @@ from botocore.stub import Stubber
 
 from helpers import runtime
 from llmship.aws.runtime import invoke
-from llmship.config.gateway import GatewayConfig
+from llmship.config.gateway import GatewayConfig, GatewayRoute, GatewayTarget
 from llmship.data.samples import samsum_rows
 from llmship.gateway.app import create_gateway_app
 from llmship.gateway.keys import new_key
 from llmship.gateway.sqlite_store import SqliteStore
+from llmship.gateway.targets import LocalBackend
 from llmship.gateway.translate import Ask, flatten, parse_openai, to_converse, to_toolkit
 from llmship.protocol.eventstream import encode_message
+from llmship.protocol.openai import BadRequest
 from llmship.protocol.toolkit import generated_text, prompt_body
 from llmship.serve.app import create_app
 from llmship.serve.background import running
@@ -134,6 +136,32 @@ def test_openai_bodies_become_toolkit_and_converse_payloads():
     assert flatten(turns) == "user: a\n\nassistant: b\n\nuser: c"
     merged = to_converse(Ask("r", True, [turns[0], turns[0]], "", 5))["messages"]
     assert merged == [{"role": "user", "content": [{"text": "a"}, {"text": "a"}]}]
+
+
+def test_generation_parameters_pass_to_llmship_and_map_or_are_named_elsewhere():
+    body = {"model": "r", "prompt": "x", "presence_penalty": 0.5, "logit_bias": {"7": -100}}
+    ask = parse_openai({**body, "min_tokens": 3, "frequency_penalty": 1.0}, False, 64)
+    target = GatewayTarget(local="http://127.0.0.1:1")
+    local = LocalBackend(target, GatewayRoute(targets=[target]))._body(ask, "tiny")
+    assert {k: local[k] for k in ask.options} == {
+        "presence_penalty": 0.5,
+        "frequency_penalty": 1.0,
+        "logit_bias": {"7": -100},
+        "min_tokens": 3,
+    }
+    held = parse_openai({"model": "r", "prompt": "x", "min_tokens": 3}, False, 64)
+    assert to_toolkit(held)["parameters"]["min_new_tokens"] == 3
+    for translate in (to_toolkit, to_converse):
+        with pytest.raises(BadRequest) as info:
+            translate(ask)
+        assert info.value.param == "presence_penalty"
+    with pytest.raises(BadRequest) as info:
+        to_converse(held)
+    assert info.value.param == "min_tokens"
+    for name, value in [("n", 2), ("logprobs", 1), ("frequency_penalty", 2.5)]:
+        with pytest.raises(BadRequest) as info:
+            parse_openai({"model": "r", "prompt": "x", name: value}, False, 64)
+        assert info.value.param == name
 
 
 # ---- SageMaker, against a real model server ------------------------------------------------

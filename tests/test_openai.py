@@ -108,7 +108,7 @@ def test_openai_style_errors(served):
         api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert info.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as info:
-        api.chat.completions.create(model="tiny", messages=MESSAGES, n=2)
+        api.chat.completions.create(model="tiny", messages=MESSAGES, n=129)  # OpenAI's 128
     assert info.value.body["param"] == "n"
     bad = httpx.post(
         f"{url}/v1/chat/completions", json={"model": "tiny", "messages": MESSAGES, "frobnicate": 1}

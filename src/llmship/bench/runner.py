@@ -48,10 +48,11 @@ class ServerRun:
     """One server to measure: what it serves, its batch size, and the number of prompts
     it gets at each concurrency."""
 
-    server: str  # llmship or naive
+    server: str  # llmship, llmship-no-prefix-cache or naive
     directory: Path  # llmship: the artifact; naive: the model
     max_batch: int
     counts: tuple[int, ...]
+    prefix_cache: bool = True
 
 
 def bench_serve(
@@ -66,9 +67,12 @@ def bench_serve(
     seed: int = 0,
     max_batch: int | None = None,
     baseline_prompts: int | None = None,
+    shared_prefix: int = 0,
 ) -> list[BenchResult]:
     """llmship's server (and the baseline) on one model, every setting, same prompts;
-    num_prompts[i] requests at concurrencies[i] (the baseline: baseline_prompts each)."""
+    num_prompts[i] requests at concurrencies[i] (the baseline: baseline_prompts each).
+    With `shared_prefix`, every prompt starts with the same that many tokens (a system
+    prompt), and llmship also runs with its prefix cache off."""
     from transformers import AutoTokenizer
 
     from llmship.package.build import build_artifact
@@ -81,8 +85,16 @@ def bench_serve(
         prompts = random_prompts(
             max(num_prompts), input_len, len(tokenizer), seed, set(tokenizer.all_special_ids)
         )
+        if shared_prefix:
+            start = random_prompts(
+                1, shared_prefix, len(tokenizer), seed + 1, set(tokenizer.all_special_ids)
+            )[0]
+            prompts = [start + prompt[shared_prefix:] for prompt in prompts]
         artifact = build_artifact(model_dir, work / "artifact", "uncompressed", "5.5.3").path
-        runs = [ServerRun("llmship", artifact, max_batch or max(concurrencies), num_prompts)]
+        batch = max_batch or max(concurrencies)
+        runs = [ServerRun("llmship", artifact, batch, num_prompts)]
+        if shared_prefix:
+            runs.append(ServerRun("llmship-no-prefix-cache", artifact, batch, num_prompts, False))
         if baseline == "naive":
             counts = (
                 num_prompts if baseline_prompts is None else (baseline_prompts,) * len(num_prompts)
@@ -116,10 +128,11 @@ def _server_process(run: ServerRun, timeout: float = 1800.0):
         sys.executable,
         "-m",
         "llmship.bench.server_process",
-        run.server,
+        "naive" if run.server == "naive" else "llmship",
         str(run.directory),
         str(port),
         str(run.max_batch),
+        "on" if run.prefix_cache else "off",
     ]
     process = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"

@@ -1,7 +1,9 @@
 """One benchmark server in a process of its own, so the load generator does not share
 its interpreter (as with vLLM's benchmark, client and server run apart).
 
-    python -m llmship.bench.server_process {llmship,naive} MODEL_DIR PORT [MAX_BATCH]
+    python -m llmship.bench.server_process {llmship,naive} MODEL_DIR PORT [MAX_BATCH [off]]
+
+(`off`: llmship without its prefix cache.)
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ def main(argv: list[str]) -> None:
 
     kind, model_dir, port = argv[0], Path(argv[1]), int(argv[2])
     if kind == "llmship":
+        from llmship.config.serving import ServeConfig
         from llmship.serve.app import create_app
         from llmship.serve.limits import EndpointLimits
 
         limits = EndpointLimits("benchmark", 1 << 30, 3600.0)
-        app = create_app(model_dir, "bench", limits, max_batch=int(argv[3]))
+        settings = ServeConfig(prefix_cache=argv[4:5] != ["off"])
+        app = create_app(model_dir, "bench", limits, settings, max_batch=int(argv[3]))
     else:
         from llmship.bench.naive import naive_app
 

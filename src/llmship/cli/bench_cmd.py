@@ -25,6 +25,14 @@ def serve(
     ] = None,
     input_len: Annotated[int, typer.Option(help="Prompt tokens.")] = 128,
     output_len: Annotated[int, typer.Option(help="Output tokens (EOS ignored).")] = 64,
+    shared_prefix: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Prompt tokens every request starts with (a system prompt); llmship then "
+            "also runs with its prefix cache off, for the TTFT it saves.",
+        ),
+    ] = 0,
     num_prompts: Annotated[
         str, typer.Option(help="Requests per setting: one number, or one per concurrency.")
     ] = "32",
@@ -66,6 +74,12 @@ def serve(
     from llmship.bench.runner import bench_serve
     from llmship.bench.serving import save
 
+    if shared_prefix >= input_len:
+        raise typer.BadParameter(
+            f"{shared_prefix} is not below --input-len {input_len}: every prompt needs "
+            "tokens of its own",
+            param_hint="--shared-prefix",
+        )
     levels = tuple(int(c) for c in concurrency.split(","))
     counts = tuple(int(n) for n in num_prompts.split(","))
     if len(counts) not in (1, len(levels)):
@@ -83,6 +97,7 @@ def serve(
         baseline,
         seed,
         baseline_prompts=baseline_prompts,
+        shared_prefix=shared_prefix,
     )
     table = Table(
         "server",
@@ -122,12 +137,20 @@ def serve(
             f"llmship vs naive at concurrency {top}: "
             f"{by[('llmship', top)] / by[('naive', top)]:.2f}x"
         )
+    ttft = {(r.server, r.concurrency): r.ttft_ms_p50 for r in results}
+    for level in levels if shared_prefix else ():
+        on, off = ttft[("llmship", level)], ttft[("llmship-no-prefix-cache", level)]
+        console.print(
+            f"prefix cache at concurrency {level}: TTFT p50 {on:.1f} ms against {off:.1f} ms "
+            f"off ({off / on:.2f}x)"
+        )
     if out is not None:
         settings = {
             "shape": shape,
             "model": str(model) if model else None,
             "input_len": input_len,
             "output_len": output_len,
+            "shared_prefix": shared_prefix,
             "num_prompts": [r.num_prompts for r in results],
             "concurrency": list(levels),
             "request_rate": request_rate,

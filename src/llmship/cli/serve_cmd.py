@@ -46,6 +46,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    prefix_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefix-cache/--no-prefix-cache",
+            help="Reuse the computed start of prompts that begin alike (default: on).",
+            show_default=False,
+        ),
+    ] = None,
     max_in_flight: Annotated[
         int | None,
         typer.Option(
@@ -113,6 +121,7 @@ def serve(
         max_batch=max_batch,
         max_waiting=max_waiting,
         max_len=max_len,
+        prefix_cache=prefix_cache,
         max_in_flight=max_in_flight,
         request_timeout_s=timeout,
         body_timeout_s=body_timeout,

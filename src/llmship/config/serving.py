@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from llmship.config.section import Section
 from llmship.errors import ConfigError
+
+WAITING_PER_SLOT = 4  # max_waiting's default
 
 
 class ServeConfig(Section):
@@ -31,12 +33,26 @@ class ServeConfig(Section):
         description="Requests that may wait for a free slot; past it new ones get 503 with "
         "Retry-After (default: four per slot).",
     )
+    max_inputs: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="Prompts one /invocations request may carry in its `inputs` list (llmship's "
+        "own artifacts); a longer list gets 413. A list is queued whole or not at all, so it "
+        "is at most max_waiting (default: max_batch, or max_waiting when that is smaller).",
+    )
     max_len: int | None = Field(
         None,
         ge=16,
         le=131072,
         description="Tokens per KV-cache slot; a request whose prompt + max_new_tokens does "
         "not fit is refused with 400 at admission (default: the model's context, at most 4096).",
+    )
+    prefix_cache: bool = Field(
+        True,
+        description="Reuse the keys and values of a prompt's start that an earlier request "
+        "computed (a shared system prompt, few-shot examples, chat history): a shorter "
+        "prefill, the same answers. Off: every prompt is computed whole.",
     )
     max_in_flight: int | None = Field(
         None,
@@ -71,9 +87,32 @@ class ServeConfig(Section):
         "this many seconds, then exit 0 (SageMaker waits 30 s before it kills a container).",
     )
 
+    @field_validator("max_inputs")
+    @classmethod
+    def _list_fits_the_queue(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """A list longer than the queue could never be admitted whole: refused here, not
+        with a 503 on every request that sends one."""
+        waiting = info.data.get("max_waiting")
+        if waiting is None and "max_batch" in info.data:
+            waiting = WAITING_PER_SLOT * info.data["max_batch"]
+        if value is not None and waiting is not None and value > waiting:
+            raise ValueError(
+                f"{value} is over max_waiting ({waiting}): a list is queued whole, so it "
+                "must fit the queue; lower max_inputs or raise max_waiting"
+            )
+        return value
+
     def waiting(self) -> int:
         """max_waiting, or its default of four per slot."""
-        return self.max_waiting if self.max_waiting is not None else 4 * self.max_batch
+        return (
+            self.max_waiting if self.max_waiting is not None else WAITING_PER_SLOT * self.max_batch
+        )
+
+    def inputs(self) -> int:
+        """max_inputs, or its default: a batch's worth, within the queue (at least one)."""
+        if self.max_inputs is not None:
+            return self.max_inputs
+        return max(1, min(self.max_batch, self.waiting()))
 
     def in_flight(self) -> int:
         """max_in_flight, or its default: every slot and queue place, plus 64 at the door."""

@@ -93,7 +93,7 @@ class DecodeStep:
             input_ids=self.ids[:rows],
             position_ids=positions,
             attention_mask=mask,
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]

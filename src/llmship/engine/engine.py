@@ -25,10 +25,18 @@ from typing import Any
 import torch
 
 from llmship.engine.attention import use_grouped_decode_attention
+from llmship.engine.constraints import allowed_rows
 from llmship.engine.cpu_linear import pack_linears
 from llmship.engine.decode import DecodeStep
 from llmship.engine.kv import KVShape, SlotCache
-from llmship.engine.sampling import SamplingParams, choose
+from llmship.engine.prefix_cache import PrefixCache
+from llmship.engine.sampling import (
+    SamplingParams,
+    TokenConstraint,
+    TokenLogprob,
+    choose,
+    token_logprob,
+)
 
 log = logging.getLogger("llmship.engine")
 _DONE = object()
@@ -52,6 +60,8 @@ class Output:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    # SamplingParams.logprobs asked: the tokens generated since the previous piece
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 class RequestHandle:
@@ -135,6 +145,7 @@ def _join(outputs: list[Output]) -> Output:
         last.prompt_tokens,
         last.completion_tokens,
         last.error,
+        [entry for o in outputs for entry in o.logprobs],
     )
 
 
@@ -149,6 +160,9 @@ class _Running:
     prefix_offset: int = 0  # incremental detokenization window (tokens)
     read_offset: int = 0
     generator: torch.Generator | None = None
+    constraint: TokenConstraint | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # not yet delivered
+    stop_from: int = 0  # characters of text before min_new_tokens: no stop sequence there
 
     @property
     def length(self) -> int:
@@ -169,6 +183,8 @@ class Engine:
         max_prefill_tokens: int | None = None,
         static_decode: bool | None = None,
         cuda_graphs: bool = True,
+        prefix_cache: bool = True,
+        prefix_cache_tokens: int | None = None,
     ):
         self.model, self.tokenizer = model.eval(), tokenizer
         pack_linears(self.model, batch_hint=max_batch)
@@ -185,6 +201,13 @@ class Engine:
         self.max_prefill_tokens = max_prefill_tokens or (4096 if cuda else 8192)
         self.cache = SlotCache(
             KVShape.of(model.config), max_batch, max_len, self.dtype, self.device
+        )
+        # Prompts that share a start reuse its keys and values; by default the pool holds a
+        # quarter of the slots' tokens (at least one slot's worth).
+        self.prefix_cache = (
+            PrefixCache(self.cache, prefix_cache_tokens or max(max_len, max_batch * max_len // 4))
+            if prefix_cache
+            else None
         )
         use_static = cuda if static_decode is None else static_decode
         self.decode_step = (
@@ -240,6 +263,19 @@ class Engine:
             "running": len(self._running),
             "waiting": len(self._waiting),
             "free_slots": len(self._free),
+        }
+
+    def prefix_stats(self) -> dict[str, int]:
+        """The prefix cache: tokens it holds and can hold, and since the start the prompt
+        tokens looked up and those found cached (not computed); empty when it is off."""
+        cache = self.prefix_cache
+        if cache is None:
+            return {}
+        return {
+            "cached_tokens": cache.cached_tokens,
+            "capacity_tokens": cache.capacity * cache.block,
+            "prompt_tokens": cache.prompt_tokens,
+            "hit_tokens": cache.hit_tokens,
         }
 
     def counts(self) -> dict[str, int]:
@@ -333,11 +369,11 @@ class Engine:
         return admitted
 
     def _prefill(self, handles: list[RequestHandle]) -> None:
-        """One forward for all admitted prompts, left-padded to the longest. A pad token
-        takes a position past its own prompt: its key and value land where the row's
-        later tokens will overwrite them before anything reads them."""
-        width = max(len(handle.prompt_ids) for handle in handles)
-        batch, ids, positions = [], [], []
+        """One forward for all admitted prompts, each from where its cached prefix ends (the
+        prefix's keys and values are copied into its slot), left-padded to the longest. A
+        pad token takes a position past its own prompt: its key and value land where the
+        row's later tokens will overwrite them before anything reads them."""
+        batch = []
         for handle in handles:
             slot = heapq.heappop(self._free)  # the lowest free slot keeps rows in one run
             running = _Running(handle, slot, list(handle.prompt_ids))
@@ -346,19 +382,30 @@ class Engine:
                 running.generator = torch.Generator(device=self.device).manual_seed(
                     handle.params.seed
                 )
-            size = running.length
-            ids.append([0] * (width - size) + running.tokens)
-            positions.append([*range(size, width), *range(size)])
+            if handle.params.constraint is not None:
+                running.constraint = handle.params.constraint()
             batch.append(running)
-        order = sorted(range(len(batch)), key=lambda index: batch[index].slot)
-        batch = [batch[index] for index in order]
+        batch.sort(key=lambda running: running.slot)
         for running in batch:  # before the forward: if it fails, _loop fails these too
             self._running[running.slot] = running  # and gives their slots back
+        cache = self.prefix_cache
+        found = [(0, []) if cache is None else cache.reuse(r.slot, r.tokens) for r in batch]
+        width = max(r.length - start for r, (start, _) in zip(batch, found, strict=True))
+        ids, positions = [], []
+        for running, (start, _) in zip(batch, found, strict=True):
+            size = running.length
+            pad = width - (size - start)
+            ids.append([0] * pad + running.tokens[start:])
+            # A mostly cached row beside a long new one can have more pads than positions
+            # left in its slot: those share the slot's last position (never read either).
+            pads = [min(place, self.max_len - 1) for place in range(size, size + pad)]
+            positions.append([*pads, *range(start, size)])
         logits = self._forward(
-            [running.slot for running in batch],
-            [ids[index] for index in order],
-            torch.tensor([positions[index] for index in order], device=self.device),
+            [running.slot for running in batch], ids, torch.tensor(positions, device=self.device)
         )
+        if cache is not None:  # the prompts' keys and values, for requests that start alike
+            for running, (_, names) in zip(batch, found, strict=True):
+                cache.keep(running.slot, names)
         self._accept_all(batch, self._choose(batch, logits))
 
     def _decode(self) -> None:
@@ -383,19 +430,36 @@ class Engine:
             input_ids=torch.tensor(ids, device=self.device),
             position_ids=positions,
             attention_mask=mask,
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]
 
     def _choose(self, batch: list[_Running], logits: torch.Tensor) -> list[int]:
-        """Next tokens: one argmax for every plain greedy row, per-row sampling for the rest."""
+        """Next tokens: one argmax for every plain greedy row, per-row processing and
+        sampling for the rest; log-probabilities from the raw logits where asked."""
         tokens = torch.argmax(logits, dim=-1).tolist()
+        constraints = [running.constraint for running in batch]
+        masks = allowed_rows(constraints, logits.shape[-1], logits.device)  # all rows at once
         for index, running in enumerate(batch):
             params = running.handle.params
-            if not params.greedy or params.repetition_penalty != 1.0:
-                seen = torch.tensor(running.tokens, device=logits.device)
-                tokens[index] = choose(logits[index].float(), params, seen, running.generator)
+            constraint = running.constraint
+            if not params.greedy or params.processed or constraint is not None:
+                allowed = None if masks is None or constraint is None else masks[index]
+                tokens[index] = choose(
+                    logits[index].float(),
+                    params,
+                    running.tokens,
+                    len(running.handle.prompt_ids),
+                    running.generator,
+                    allowed,
+                    self.eos_ids,
+                )
+            ending = tokens[index] in self.eos_ids and not params.ignore_eos
+            if params.logprobs is not None and not ending:  # EOS is no token of the answer
+                running.logprobs.append(
+                    token_logprob(logits[index], tokens[index], params.logprobs)
+                )
         return tokens
 
     def _accept_all(self, batch: list[_Running], tokens: list[int]) -> None:
@@ -409,6 +473,18 @@ class Engine:
 
     def _accept(self, running: _Running, window: tuple[str, str]) -> None:
         params = running.handle.params
+        constraint = running.constraint
+        if constraint is not None and running.tokens[-1] not in self.eos_ids:
+            try:
+                constraint.accept(running.tokens[-1])
+            except ValueError as exc:  # a token the grammar refuses ends this request only
+                self._finish(running, "error", f"the grammar refused a token: {exc}")
+                return
+            if constraint.is_finished():  # the grammar is complete: so is the answer
+                piece = self._take(running, window, final=True)
+                self._deliver(running, running.text + piece)
+                self._finish(running, "stop")
+                return
         if running.tokens[-1] in self.eos_ids and not params.ignore_eos:
             running.tokens.pop()
             running.generated.pop()
@@ -418,7 +494,9 @@ class Engine:
             return
         piece = self._take(running, window)
         running.text += piece
-        cut = _first_stop(running.text, params.stop)
+        if len(running.generated) < params.min_new_tokens:
+            running.stop_from = len(running.text)
+        cut = _first_stop(running.text, params.stop, running.stop_from)
         if cut is not None:
             self._deliver(running, running.text[:cut])
             self._finish(running, "stop")
@@ -452,18 +530,31 @@ class Engine:
 
     def _deliver(self, running: _Running, visible: str) -> None:
         if len(visible) > running.sent:
-            self._outbox.put(running.handle, Output(visible[running.sent :]))
-            running.sent = len(visible)
+            self._outbox.put(
+                running.handle, Output(visible[running.sent :], logprobs=running.logprobs)
+            )
+            running.sent, running.logprobs = len(visible), []
 
     def _finish(self, running: _Running, reason: str, error: str | None = None) -> None:
         if reason in ("cancelled", "timeout"):
             self._counts["timed_out" if reason == "timeout" else reason] += 1
         if self._running.get(running.slot) is running:
+            cache = self.prefix_cache
+            if cache is not None and reason not in ("error", "abort"):
+                # What it wrote: every token's keys and values but the newest token's.
+                cache.keep(running.slot, cache.names(running.tokens[: running.length - 1]))
             del self._running[running.slot]
             heapq.heappush(self._free, running.slot)
         self._outbox.put(
             running.handle,
-            Output("", reason, len(running.handle.prompt_ids), len(running.generated), error),
+            Output(
+                "",
+                reason,
+                len(running.handle.prompt_ids),
+                len(running.generated),
+                error,
+                running.logprobs,
+            ),
         )
         self._outbox.put(running.handle, _DONE)
 
@@ -482,8 +573,8 @@ def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
     return lambda sequences: [decode(s, skip_special_tokens=True) for s in sequences]
 
 
-def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    found = [text.find(stop) for stop in stops if stop and stop in text]
+def _first_stop(text: str, stops: tuple[str, ...], start: int = 0) -> int | None:
+    found = [text.find(stop, start) for stop in stops if stop and stop in text[start:]]
     return min(found) if found else None
 
 

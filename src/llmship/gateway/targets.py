@@ -124,6 +124,9 @@ class LocalBackend:
             body["seed"] = ask.seed
         if ask.ignore_eos:
             body["ignore_eos"] = True
+        body.update(ask.options)
+        if ask.response_format:
+            body["response_format"] = ask.response_format
         return body
 
     def _path(self, ask: Ask) -> str:

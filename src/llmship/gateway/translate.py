@@ -29,6 +29,8 @@ from llmship.protocol.openai import (
     token_limit,
 )
 
+# OpenAI parameters passed on to an OpenAI server target as they are.
+OPTIONS = ("presence_penalty", "frequency_penalty", "logit_bias", "min_tokens")
 # Converse stop reasons -> OpenAI finish reasons
 STOP_REASONS = {"max_tokens": "length", "content_filtered": "content_filter"}
 
@@ -49,6 +51,10 @@ class Ask:
     stream: bool = False
     include_usage: bool = False
     ignore_eos: bool = False  # only an OpenAI server target takes it
+    # presence_penalty, frequency_penalty, logit_bias, min_tokens when asked: an OpenAI
+    # server target takes them as they are; the others map or refuse them (see _options)
+    options: dict[str, Any] = field(default_factory=dict)
+    response_format: dict[str, Any] | None = None  # JSON answers: only llmship serve takes it
 
     @property
     def text(self) -> str:
@@ -110,7 +116,15 @@ def parse_openai(body: Any, chat: bool, max_tokens_cap: int) -> Ask:
         stream=bool(request.get("stream")),
         include_usage=include_usage(request),
         ignore_eos=chosen.ignore_eos,
+        options={name: request[name] for name in OPTIONS if request.get(name)},
+        response_format=_json_format(request),
     )
+
+
+def _json_format(request: ChatRequest | CompletionRequest) -> dict[str, Any] | None:
+    """response_format when it asks for JSON (the protocol checked OpenAI's rules)."""
+    chosen = request.get("response_format")
+    return dict(chosen) if chosen and chosen["type"] != "text" else None
 
 
 def _messages(raw: list[ChatMessage]) -> list[dict[str, str]]:
@@ -136,9 +150,29 @@ def _prompt(request: CompletionRequest) -> str:
     return prompt
 
 
+def _options(ask: Ask, target: str, mapped: dict[str, str]) -> dict[str, Any]:
+    """The options a target takes under its own names (`mapped`); a 400 naming the first it
+    has no parameter for."""
+    for name in ask.options:
+        if name not in mapped:
+            raise BadRequest(f"{name} cannot be passed to {target}: it has no such parameter", name)
+    return {mapped[name]: value for name, value in ask.options.items()}
+
+
 def _refuse_ignore_eos(ask: Ask, target: str, why: str) -> None:
     if ask.ignore_eos:
         raise BadRequest(f"ignore_eos cannot be passed to {target}: {why}", "ignore_eos")
+
+
+def _refuse_response_format(ask: Ask, target: str) -> None:
+    """JSON answers are constrained by llmship's own server; other targets would answer
+    free text, so the caller hears it now."""
+    if ask.response_format:
+        raise BadRequest(
+            f"response_format {ask.response_format['type']} cannot be passed to {target}: "
+            "only an OpenAI server target (such as llmship serve) constrains answers to JSON",
+            "response_format",
+        )
 
 
 def flatten(messages: list[dict[str, str]]) -> str:
@@ -160,6 +194,7 @@ def to_toolkit(ask: Ask) -> dict[str, Any]:
     _refuse_ignore_eos(
         ask, "a SageMaker endpoint", "the Hugging Face toolkit has no such parameter"
     )
+    _refuse_response_format(ask, "a SageMaker endpoint")
     parameters: dict[str, Any] = {"max_new_tokens": ask.max_tokens}
     if ask.temperature > 0:
         parameters.update(do_sample=True, temperature=ask.temperature)
@@ -169,6 +204,7 @@ def to_toolkit(ask: Ask) -> dict[str, Any]:
         parameters["do_sample"] = False
     if ask.stop:
         parameters["stop"] = ask.stop
+    parameters.update(_options(ask, "a SageMaker endpoint", {"min_tokens": "min_new_tokens"}))
     return {"inputs": ask.prompt, "parameters": parameters}
 
 
@@ -206,6 +242,8 @@ def to_converse(ask: Ask) -> dict[str, Any]:
     """Converse's messages, system and inferenceConfig (consecutive turns of one role are
     merged: Converse wants user and assistant to alternate)."""
     _refuse_ignore_eos(ask, "Bedrock", "Converse has no such parameter")
+    _options(ask, "Bedrock", {})
+    _refuse_response_format(ask, "Bedrock")
     system = [{"text": m["content"]} for m in ask.messages if m["role"] == "system"]
     turns = [m for m in ask.messages if m["role"] != "system"] or [
         {"role": "user", "content": ask.prompt}

@@ -25,12 +25,35 @@ LLAMA_SPECIALS = [
 ]
 T5_SPECIALS = ["<pad>", "</s>", "<unk>"]
 
-# Llama 3's chat format, reduced to what a tiny model needs.
+# Llama 3's chat format, reduced to what a tiny model needs, with Hermes-style tools: the
+# tools listed in a system turn, calls written as <tool_call>{"name", "arguments"}</tool_call>
+# and results given back in `tool` turns. Without tools it renders as it always has.
 LLAMA_CHAT_TEMPLATE = (
     "{{- bos_token }}"
+    "{%- if tools %}"
+    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- messages[0]['content'] | trim }}{{- '\\n\\n' }}"
+    "{%- endif %}"
+    "{{- 'You may call functions. Their signatures, within <tools></tools>:\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
+    "{{- '\\n</tools>\\nFor each call, answer with a JSON object within <tool_call></tool_call>:"
+    '\\n<tool_call>\\n{"name": <function-name>, "arguments": <args-json-object>}\\n'
+    "</tool_call><|eot_id|>' }}"
+    "{%- endif %}"
     "{%- for message in messages %}"
+    "{%- if not (tools and loop.first and message['role'] == 'system') %}"
     "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{{- message['content'] | trim }}{{- '<|eot_id|>' }}"
+    "{{- (message['content'] or '') | trim }}"
+    "{%- for call in message['tool_calls'] or [] %}"
+    "{%- set call = call['function'] if call['function'] is defined else call %}"
+    "{{- ('\\n' if message['content'] else '') + '<tool_call>\\n{\"name\": ' }}"
+    "{{- call['name'] | tojson + ', \"arguments\": ' }}"
+    "{{- (call['arguments'] if call['arguments'] is string else call['arguments'] | tojson) }}"
+    "{{- '}\\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|eot_id|>' }}"
+    "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}"
     "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"

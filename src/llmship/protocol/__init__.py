@@ -4,4 +4,5 @@ gateway (inside its Lambda zip) and `invoke` share them.
     toolkit.py      Hugging Face inference toolkit requests, answers and token streams
     eventstream.py  AWS event-stream framing (InvokeEndpointWithResponseStream)
     openai.py       OpenAI chat/completions requests and answers
+    tools.py        OpenAI tool calling over a chat template: families, checks, parsers
 """

@@ -26,8 +26,8 @@ from llmship.engine.sampling import SamplingParams
 from llmship.package.handler import inference as handler_code
 from llmship.serve.handler import JSON, Handler, HandlerError
 
-# The handler's own parameters, plus a seed for sampled requests.
-PARAMETERS = {**handler_code.PARAMETERS, "seed": int}
+# The handler's own parameters, read the same way (logit_bias is checked on its own).
+PARAMETERS = handler_code.PARAMETERS
 
 
 @dataclass
@@ -169,6 +169,8 @@ class EngineBackend:
         max_waiting: int | None = None,
         timeout_s: float | None = None,
         retry_after_s: int = 1,
+        max_inputs: int = 16,
+        prefix_cache: bool = True,
     ):
         import torch
 
@@ -193,10 +195,12 @@ class EngineBackend:
             max_batch=max_batch,
             max_len=limit,
             max_waiting=max_waiting,
+            prefix_cache=prefix_cache,
         )
         self.tokenizer = self.loaded.tokenizer
         self.format = self.loaded.prompt_format
         self.timeout_s, self.retry_after_s = timeout_s, retry_after_s
+        self.max_inputs = max_inputs
 
     # ---- Hugging Face toolkit payloads (the SageMaker routes) --------------------------
     def _parse(self, body: bytes, content_type: str) -> tuple[list[str], dict[str, Any]]:
@@ -206,7 +210,7 @@ class EngineBackend:
 
     def sampling(self, parameters: dict[str, Any], stop: Any = None) -> SamplingParams:
         """SamplingParams from request parameters over the model's generation defaults."""
-        unknown = set(parameters) - set(PARAMETERS) - {"stop"}
+        unknown = set(parameters) - set(PARAMETERS) - {"stop", "logit_bias"}
         if unknown:
             raise HandlerError(f"unknown parameters: {', '.join(sorted(unknown))}")
         merged = self.loaded.defaults.model_dump()
@@ -220,13 +224,25 @@ class EngineBackend:
             raise HandlerError("num_beams > 1 is not served by the engine; use 1")
         stop = parameters.get("stop", stop) or []
         try:
+            bias = handler_code.logit_bias(parameters.get("logit_bias") or {})
+        except handler_code.RequestError as exc:
+            raise HandlerError(str(exc)) from None
+        if any(token >= self.loaded.model.config.vocab_size for token in bias):
+            raise HandlerError("parameter logit_bias: a token id is past the model's vocabulary")
+        try:
             return SamplingParams(
                 max_new_tokens=merged["max_new_tokens"],
+                min_new_tokens=merged.get("min_new_tokens", 0),
                 do_sample=merged["do_sample"],
                 temperature=merged["temperature"],
                 top_p=merged["top_p"],
                 top_k=merged["top_k"],
+                typical_p=merged.get("typical_p", 1.0),
                 repetition_penalty=merged["repetition_penalty"],
+                presence_penalty=merged.get("presence_penalty", 0.0),
+                frequency_penalty=merged.get("frequency_penalty", 0.0),
+                logit_bias=bias,
+                no_repeat_ngram_size=merged.get("no_repeat_ngram_size", 0),
                 seed=merged.get("seed"),
                 stop=(stop,) if isinstance(stop, str) else tuple(stop),
             )
@@ -248,12 +264,33 @@ class EngineBackend:
         except (OverBudget, ValueError) as exc:
             raise HandlerError(str(exc)) from None
 
+    def submit_all(self, prompts: list[list[int]], params: SamplingParams) -> list[RequestHandle]:
+        """Admit every prompt or none: when one is refused, the ones already queued are
+        cancelled (the engine drops them at its next step), so a refused list leaves
+        nothing running behind its 503 or 400."""
+        handles: list[RequestHandle] = []
+        try:
+            for prompt_ids in prompts:
+                handles.append(self.submit(prompt_ids, params))
+        except BaseException:
+            for handle in handles:
+                handle.cancel()
+            raise
+        return handles
+
     async def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         if accept not in ("", "*/*") and accept.split(";")[0].strip() != JSON:
             raise HandlerError(f"cannot answer in {accept!r}; ask for {JSON}", 406)
         inputs, parameters = self._parse(body, content_type)
+        if len(inputs) > self.max_inputs:
+            raise HandlerError(
+                f'"inputs" holds {len(inputs)} prompts; this server takes at most '
+                f"{self.max_inputs} per request (serve.max_inputs in the config): split the "
+                "list or raise the limit",
+                413,
+            )
         params = self.sampling(parameters)
-        handles = [self.submit(self.prompt_ids(text), params) for text in inputs]
+        handles = self.submit_all([self.prompt_ids(text) for text in inputs], params)
         try:
             outputs = [await handle.aresult() for handle in handles]
         finally:
@@ -264,7 +301,12 @@ class EngineBackend:
                 raise timed_out(self.timeout_s)
             if output.error:
                 raise RuntimeError(output.error)
-        return json.dumps([{"generated_text": o.text.strip()} for o in outputs]).encode(), JSON
+        full = bool(parameters.get("return_full_text"))
+        answers = [
+            handler_code.generated_text(text, o.text, o.text.strip(), full)
+            for text, o in zip(inputs, outputs, strict=True)
+        ]
+        return json.dumps(answers).encode(), JSON
 
     def can_stream(self) -> bool:
         return True
@@ -285,7 +327,9 @@ class EngineBackend:
                 text += output.text
                 if piece:
                     yield (json.dumps({"token": {"text": piece}}) + "\n").encode()
-            yield (json.dumps({"generated_text": text.strip()}) + "\n").encode()
+            full = bool(parameters.get("return_full_text"))
+            answer = handler_code.generated_text(inputs[0], text, text.strip(), full)
+            yield (json.dumps(answer) + "\n").encode()
         finally:
             handle.cancel()
 
@@ -309,5 +353,7 @@ def load_backend(
                 max_waiting=settings.waiting(),
                 timeout_s=timeout_s,
                 retry_after_s=settings.retry_after_s,
+                max_inputs=settings.inputs(),
+                prefix_cache=settings.prefix_cache,
             )
     return ThreadedHandler(model_dir, settings.waiting(), timeout_s, settings.retry_after_s)

@@ -175,7 +175,11 @@ def prepare_for_speed(
             if hasattr(module, "cast_input_dtype_enabled"):
                 module.cast_input_dtype_enabled = False
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        options = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.25 and later
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:  # the training containers' transformers 4.x
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
     if cfg.compile and device.type == "cuda":
         body = _body_and_head(model, cfg)[0] or model
         body.compile()

@@ -9,8 +9,13 @@ Request (Hugging Face toolkit payload), Content-Type application/json:
     {"inputs": "<text>" | ["<text>", ...], "parameters": {"max_new_tokens": 64, ...}}
 Response, Accept application/json:
     [{"generated_text": "<completion>"}, ...]
-Parameters: max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty,
-num_beams, stop (a string or a list of strings; the text is cut before the first one).
+Parameters, with transformers' meaning (as the toolkit and TGI pass them to generate):
+max_new_tokens, min_new_tokens (no EOS, and no stop sequence, before that many), do_sample,
+temperature, top_p, top_k, typical_p, repetition_penalty, no_repeat_ngram_size, num_beams,
+seed; stop (a string or a list of strings; the text is cut before the first one);
+return_full_text (false by default, as TGI; true puts the input before the answer); and,
+with OpenAI's meaning over the generated tokens, presence_penalty, frequency_penalty and
+logit_bias ({"<token id>": bias in [-100, 100]}). Others are refused, naming them.
 
 stream_fn (used by `llmship serve` for response streaming; the container ignores it)
 yields JSON lines: {"token": {"text": "..."}} per piece, then {"generated_text": "..."}.
@@ -25,6 +30,8 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
     TextIteratorStreamer,
 )
 
@@ -37,7 +44,16 @@ PARAMETERS = {
     "top_k": int,
     "repetition_penalty": float,
     "num_beams": int,
+    "min_new_tokens": int,
+    "no_repeat_ngram_size": int,
+    "typical_p": float,
+    "seed": int,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "return_full_text": bool,
 }
+# Parameters generate does not take: applied here (the rest go to generate as they are).
+OWN = ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "return_full_text")
 
 
 class RequestError(ValueError):
@@ -107,7 +123,7 @@ def _prompt_ids(text, loaded):
 
 
 def _generation_kwargs(defaults, parameters):
-    unknown = set(parameters) - set(PARAMETERS) - {"stop"}
+    unknown = set(parameters) - set(PARAMETERS) - {"stop", "logit_bias"}
     if unknown:
         raise RequestError(f"unknown parameters: {', '.join(sorted(unknown))}")
     merged = {k: v for k, v in defaults.items() if k in PARAMETERS}
@@ -119,10 +135,66 @@ def _generation_kwargs(defaults, parameters):
                 raise RequestError(f"parameter {key} must be {cast.__name__}") from None
     if merged.get("max_new_tokens", 1) < 1:
         raise RequestError("max_new_tokens must be at least 1")
+    for key in ("min_new_tokens", "no_repeat_ngram_size"):
+        if merged.get(key, 0) < 0:
+            raise RequestError(f"{key} must be at least 0")
+    if not 0 < merged.get("typical_p", 1.0) <= 1:
+        raise RequestError("typical_p must be in (0, 1]")
+    if parameters.get("logit_bias"):
+        merged["logit_bias"] = logit_bias(parameters["logit_bias"])
     if not merged.get("do_sample"):
-        for key in ("temperature", "top_p", "top_k"):
+        for key in ("temperature", "top_p", "top_k", "typical_p"):
             merged.pop(key, None)
     return merged
+
+
+def logit_bias(value):
+    """{"<token id>": bias} (OpenAI's logit_bias) as {id: bias}, each bias in [-100, 100]."""
+    try:
+        bias = {int(token): float(amount) for token, amount in dict(value).items()}
+    except (TypeError, ValueError):
+        raise RequestError('parameter logit_bias must be {"<token id>": bias}') from None
+    if any(token < 0 or not -100 <= amount <= 100 for token, amount in bias.items()):
+        raise RequestError("parameter logit_bias: token ids >= 0, biases in [-100, 100]")
+    return bias
+
+
+class _Penalties(LogitsProcessor):
+    """OpenAI's presence and frequency penalties over the tokens generated so far (those
+    past the prompt's `start`)."""
+
+    def __init__(self, start, presence, frequency):
+        self.start, self.presence, self.frequency = start, presence, frequency
+
+    def __call__(self, input_ids, scores):
+        generated = input_ids[:, self.start :]
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, generated, torch.ones_like(generated, dtype=scores.dtype)
+        )
+        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
+
+
+def _generate(loaded, kwargs, input_ids, mask, **extra):
+    """generate, with the parameters it does not take applied here."""
+    kwargs = dict(kwargs)
+    own = {key: kwargs.pop(key, None) for key in OWN}
+    if own["logit_bias"]:  # transformers' sequence_bias of one-token sequences
+        kwargs["sequence_bias"] = [[[token], bias] for token, bias in own["logit_bias"].items()]
+    if own["presence_penalty"] or own["frequency_penalty"]:
+        penalties = _Penalties(
+            input_ids.shape[1], own["presence_penalty"] or 0.0, own["frequency_penalty"] or 0.0
+        )
+        kwargs["logits_processor"] = LogitsProcessorList([penalties])
+    if own["seed"] is not None:
+        torch.manual_seed(own["seed"])
+    with torch.no_grad():
+        return loaded["model"].generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            pad_token_id=loaded["tokenizer"].pad_token_id,
+            **extra,
+            **kwargs,
+        )
 
 
 def _stops(parameters):
@@ -130,9 +202,26 @@ def _stops(parameters):
     return [stop] if isinstance(stop, str) else [s for s in stop if s]
 
 
-def _cut(text, stops):
-    cuts = [text.find(s) for s in stops if s in text]
+def _cut(text, stops, start=0):
+    """`text` before the first stop sequence found at or past `start`."""
+    cuts = [text.find(s, start) for s in stops if s in text[start:]]
     return text[: min(cuts)] if cuts else text
+
+
+def _held(tokenizer, ids, minimum):
+    """Characters of the answer before min_new_tokens: no stop sequence is looked for there
+    (the last of those tokens may open one)."""
+    if minimum <= 1:
+        return 0
+    return len(tokenizer.decode(ids[: minimum - 1], skip_special_tokens=True).lstrip())
+
+
+def generated_text(text, raw, answer, full):
+    """generated_text: the answer, or with return_full_text the input, then the answer as
+    the model began it (`raw`: its leading whitespace kept)."""
+    if not full:
+        return {"generated_text": answer}
+    return {"generated_text": text + raw[: len(raw) - len(raw.lstrip())] + answer}
 
 
 def predict_fn(data, loaded):
@@ -148,17 +237,16 @@ def predict_fn(data, loaded):
         span = slice(width - len(ids), width) if causal else slice(0, len(ids))
         input_ids[row, span] = torch.tensor(ids)
         mask[row, span] = 1
-    with torch.no_grad():
-        output = loaded["model"].generate(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            pad_token_id=tokenizer.pad_token_id,
-            **kwargs,
-        )
+    output = _generate(loaded, kwargs, input_ids.to(device), mask.to(device))
     if causal:
         output = output[:, width:]
-    texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in output]
-    return [{"generated_text": _cut(text, stop)} for text in texts]
+    minimum, full = kwargs.get("min_new_tokens", 0), kwargs.get("return_full_text", False)
+    answers = []
+    for text, ids in zip(data["inputs"], output, strict=True):
+        raw = tokenizer.decode(ids, skip_special_tokens=True)
+        answer = _cut(raw.strip(), stop, _held(tokenizer, ids, minimum) if stop else 0)
+        answers.append(generated_text(text, raw, answer, full))
+    return answers
 
 
 def stream_fn(data, loaded):
@@ -175,14 +263,7 @@ def stream_fn(data, loaded):
 
     def run():
         try:
-            with torch.no_grad():
-                loaded["model"].generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    pad_token_id=tokenizer.pad_token_id,
-                    streamer=streamer,
-                    **kwargs,
-                )
+            _generate(loaded, kwargs, ids, torch.ones_like(ids), streamer=streamer)
         except Exception as exc:  # reported to the client after the last piece
             failure.append(exc)
             streamer.end()
@@ -199,7 +280,9 @@ def stream_fn(data, loaded):
             break
     if failure:
         raise failure[0]
-    yield json.dumps({"generated_text": _cut(text.strip(), stop)}) + "\n"
+    full = kwargs.get("return_full_text", False)
+    answer = generated_text(data["inputs"][0], text, _cut(text.strip(), stop), full)
+    yield json.dumps(answer) + "\n"
 
 
 def output_fn(prediction, accept):
