@@ -157,10 +157,19 @@ def test_prepacked_cpu_linears_compute_what_the_plain_layers_do(tiny_llama, monk
         want, got = plain(input_ids=ids).logits, packed(input_ids=ids).logits
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
     assert torch.equal(got.argmax(-1), want.argmax(-1))
-    # The packed path is really the one taken: different packed weights, different logits.
-    first = next(m for m in packed.modules() if type(m) is torch.nn.Linear)
-    first._llmship_packed = torch.ops.mkldnn._reorder_linear_weight(
-        torch.zeros_like(first.weight), 8
+    # The packed path is really the one taken: different packed weights, different logits
+    # (a linear packed alone, and a shared q/k/v product).
+    alone = next(m for m in packed.modules() if hasattr(m, "_llmship_packed"))
+    weight = alone._llmship_packed
+    alone._llmship_packed = torch.ops.mkldnn._reorder_linear_weight(
+        torch.zeros_like(alone.weight), 8
+    )
+    with torch.inference_mode():
+        assert not torch.allclose(packed(input_ids=ids).logits, want, atol=1e-3)
+    alone._llmship_packed = weight
+    shared = packed.model.layers[0].self_attn.q_proj._llmship_shared
+    shared.packed = torch.ops.mkldnn._reorder_linear_weight(
+        torch.zeros((sum(shared.sizes), packed.config.hidden_size)), 8
     )
     with torch.inference_mode():
         assert not torch.allclose(packed(input_ids=ids).logits, want, atol=1e-3)

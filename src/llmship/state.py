@@ -242,17 +242,7 @@ class StateStore:
                 f"INSERT INTO resources ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'CREATING', ?, ?, ?, ?) "
                 "ON CONFLICT (kind, name, region) DO UPDATE SET status='CREATING', "
                 "details=excluded.details, updated=excluded.updated, owner=excluded.owner",
-                (
-                    kind,
-                    name,
-                    region,
-                    deployment,
-                    project,
-                    json.dumps(details or {}),
-                    now,
-                    now,
-                    owner,
-                ),
+                _row(kind, name, region, deployment, project, details, now, owner),
             )
             self._log(db, kind, name, region, deployment, "creating", details)
 
@@ -273,17 +263,7 @@ class StateStore:
             inserted = db.execute(
                 f"INSERT INTO resources ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'UP', ?, ?, ?, ?) "
                 "ON CONFLICT (kind, name, region) DO NOTHING",
-                (
-                    kind,
-                    name,
-                    region,
-                    deployment,
-                    project,
-                    json.dumps(details or {}),
-                    now,
-                    now,
-                    owner,
-                ),
+                _row(kind, name, region, deployment, project, details, now, owner),
             ).rowcount
             if inserted:
                 self._log(db, kind, name, region, deployment, "adopted", details)
@@ -360,6 +340,11 @@ class StateStore:
             "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?)",
             (time.time(), kind, name, region, deployment, event, json.dumps(details or {})),
         )
+
+
+def _row(kind, name, region, deployment, project, details, now, owner) -> tuple:
+    """A new record's values in COLUMNS order but status (the statement sets it)."""
+    return (kind, name, region, deployment, project, json.dumps(details or {}), now, now, owner)
 
 
 def _resource(row: tuple) -> Resource:
