@@ -237,7 +237,7 @@ def test_plain_loop_pays_for_padding_and_llmship_packs_it_away():
     assert plain.tokens < plain.padded_tokens  # padding is real, and not counted
     assert ours.padding_share < plain.padding_share
     for r in (plain, ours):
-        # seconds are kept to 0.1 ms, tokens/s from the unrounded time
+        # seconds are kept to the microsecond, tokens/s from the unrounded time
         assert r.tokens_per_s == pytest.approx(r.tokens / r.seconds, abs=0.5, rel=2e-3)
         assert r.mfu is None  # CPU
         assert r.base_params == sum(  # 2 layers of attention + MLP + norms, tied embeddings

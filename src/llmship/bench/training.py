@@ -296,7 +296,7 @@ def _run(job: TrainJob) -> TrainBenchResult:
         steps=job.steps,
         tokens=sum(lengths),
         padded_tokens=padded,
-        seconds=round(seconds, 4),
+        seconds=round(seconds, 6),  # to the microsecond: a tiny run lasts milliseconds
         tokens_per_s=round(tokens_per_second(lengths, seconds), 1),
         padding_share=round(1 - sum(lengths) / padded, 4),
         peak_memory_gib=round(peak / 2**30, 3),
