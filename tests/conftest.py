@@ -66,6 +66,24 @@ def trained(tmp_path_factory, tiny_llama):
 
 
 @pytest.fixture(scope="session")
+def engine_artifact(tiny_llama, tmp_path_factory) -> Path:
+    """llmship's own artifact of the tiny model: served by the engine."""
+    from llmship.package.build import build_artifact
+
+    out = tmp_path_factory.mktemp("engine") / "artifact"
+    return build_artifact(tiny_llama, out, "uncompressed", "5.5.3").path
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """A state store of the test's own ($LLMSHIP_HOME under tmp_path)."""
+    from llmship.state import StateStore
+
+    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
+    return StateStore()
+
+
+@pytest.fixture(scope="session")
 def moto_server():
     """moto in server mode on a loopback port: real HTTP, boto3 unchanged."""
     from moto.server import ThreadedMotoServer
@@ -89,6 +107,14 @@ def aws_env(moto_server, monkeypatch):
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     return moto_server
+
+
+@pytest.fixture()
+def session(aws_env):
+    """A boto3 session on the moto server."""
+    import boto3
+
+    return boto3.Session(region_name="us-west-2")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from llmship.config.loader import LoadedConfig, load_config_dict
@@ -80,3 +81,17 @@ def runtime(url: str):
         aws_secret_access_key="testing",
         config=Config(retries={"max_attempts": 1}),
     )
+
+
+@contextmanager
+def engine_server(artifact: Path, **settings):
+    """`llmship serve` of `artifact` on a loopback port, with its engine (settings: the
+    serve config)."""
+    from llmship.config.serving import ServeConfig
+    from llmship.serve.app import create_app
+    from llmship.serve.background import running
+    from llmship.serve.limits import limits_for
+
+    app = create_app(artifact, "m", limits_for("realtime"), ServeConfig(**settings))
+    with running(app) as url:
+        yield url, app.state.model.backend.engine

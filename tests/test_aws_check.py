@@ -44,7 +44,6 @@ from llmship.aws.permissions import Need, granting_statement
 from llmship.aws.s3 import ensure_bucket
 from llmship.config.loader import load_config_dict
 from llmship.deploy.smoke import expected_cost, run_smoke
-from llmship.state import StateStore
 
 REGION = "us-west-2"
 ROLE = "arn:aws:iam::123456789012:role/llmship-sagemaker"
@@ -262,12 +261,6 @@ def test_a_refused_simulation_says_why_prints_the_policy_and_goes_on(iam):
 
 
 # ---- the smoke test (moto) --------------------------------------------------------
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
 
 
 @pytest.fixture()

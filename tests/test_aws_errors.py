@@ -29,7 +29,6 @@ from llmship.aws.secrets import ROLE_POLICY_KIND, SECRET_KIND, grant_read, store
 from llmship.bedrock.customize import MODEL_KIND
 from llmship.config.schema import AwsConfig
 from llmship.errors import AwsError
-from llmship.state import StateStore
 from llmship.targets.bedrock.target import PT_KIND, BedrockTarget
 from llmship.targets.sagemaker.network import VPC_ENDPOINT_KIND
 from llmship.targets.sagemaker.target import SageMakerTarget
@@ -51,12 +50,6 @@ def client_error(code: str, message: str, operation: str = "Call", status: int =
         },
         operation,
     )
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
 
 
 # ---- "not found", per service ---------------------------------------------------------

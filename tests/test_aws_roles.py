@@ -42,7 +42,6 @@ from llmship.aws.secrets import ROLE_POLICY_KIND
 from llmship.config.loader import load_config_dict
 from llmship.config.schema import AwsConfig
 from llmship.progress import RecordingReporter
-from llmship.state import StateStore
 
 REGION = "us-west-2"
 ACCOUNT = "123456789012"
@@ -50,17 +49,6 @@ OTHER_ACCOUNT = "999999999999"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 # Bedrock's answer while a new role is not yet assumable (aws-samples/amazon-bedrock-workshop#367)
 BEDROCK_NOT_ASSUMABLE = "Could not assume provided IAM role."
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
-
-
-@pytest.fixture()
-def session(aws_env):
-    return boto3.Session(region_name=REGION)
 
 
 def new_bucket(session, stem: str = "roles") -> str:

@@ -34,7 +34,6 @@ from llmship.config.schema import AwsConfig
 from llmship.errors import DataError, DeployError, TrainError
 from llmship.progress import RecordingReporter
 from llmship.runs import RunDir
-from llmship.state import StateStore
 from llmship.target import recorded, request_for, target_of
 from llmship.targets.bedrock.target import BedrockTarget
 from llmship.targets.bedrock_import.target import BedrockImportTarget
@@ -44,17 +43,6 @@ REGION = "us-west-2"
 ACCOUNT = "123456789012"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LLAMA = "meta.llama3-2-1b-instruct-v1:0:128k"
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
-
-
-@pytest.fixture()
-def session(aws_env):
-    return boto3.Session(region_name=REGION)
 
 
 @pytest.fixture()

@@ -21,7 +21,6 @@ from botocore.stub import Stubber
 from llmship.aws.s3 import ensure_bucket
 from llmship.config.loader import load_config_dict
 from llmship.errors import AwsError, DeployError
-from llmship.state import StateStore
 from llmship.target import request_for
 from llmship.targets.sagemaker import ttl, update
 from llmship.targets.sagemaker.kind_change import KindChange, check_kind_change, live_kind
@@ -42,12 +41,6 @@ def quota(monkeypatch):
         return quotas.QuotaCheck(True, instance_type, "L-1", 10.0, count, "within quota")
 
     monkeypatch.setattr(quotas, "check_instance_quota", check)
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
 
 
 @pytest.fixture()

@@ -37,17 +37,6 @@ TAGS = {"llmship:project": "demo", "llmship:deployment": "dep", "llmship:run": "
 NOW = datetime(2031, 3, 4, 5, 6, 7, 890, tzinfo=UTC)
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
-
-
-@pytest.fixture()
-def session(aws_env):
-    return boto3.Session(region_name="us-west-2")
-
-
 def kinds(store: StateStore) -> dict[str, str]:
     return {f"{r.kind} {r.name}": r.status for r in store.resources()}
 

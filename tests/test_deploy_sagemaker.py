@@ -68,12 +68,6 @@ def quota(monkeypatch):
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
-
-
-@pytest.fixture()
 def bucket(aws_env):
     name = f"llmship-test-{time.time_ns()}"
     ensure_bucket(boto3.client("s3", region_name=REGION), name, REGION, {})

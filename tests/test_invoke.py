@@ -176,12 +176,6 @@ def test_marketplace_style_body_goes_through_as_it_is(tmp_path, no_aws):
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    return StateStore()
-
-
-@pytest.fixture()
 def no_credentials(no_aws, tmp_path, monkeypatch):
     """No AWS credentials or region anywhere: what a local-only user has."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):

@@ -6,37 +6,18 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 
+from helpers import engine_server
 from llmship.config.serving import ServeConfig
 from llmship.engine.engine import RequestHandle
 from llmship.engine.sampling import SamplingParams
 from llmship.errors import ConfigError
-from llmship.serve.app import create_app
-from llmship.serve.background import running
-from llmship.serve.limits import limits_for
 
 PROMPTS = ["Anna: lunch at 1?\nTom: yes", "Tom: the bus is late\nAnna: again?"]
 GREEDY = {"max_new_tokens": 6}
-
-
-@pytest.fixture(scope="module")
-def artifact(tiny_llama, tmp_path_factory) -> Path:
-    """llmship's own artifact of the tiny model: served by the engine."""
-    from llmship.package.build import build_artifact
-
-    out = tmp_path_factory.mktemp("overflow") / "artifact"
-    return build_artifact(tiny_llama, out, "uncompressed", "5.5.3").path
-
-
-@contextmanager
-def engine_server(artifact: Path, **settings):
-    app = create_app(artifact, "m", limits_for("realtime"), ServeConfig(**settings))
-    with running(app) as url:
-        yield url, app.state.model.backend.engine
 
 
 def invoke(url: str, inputs) -> httpx.Response:
@@ -78,9 +59,9 @@ def slowed(engine, seconds: float):
         del engine.model.forward
 
 
-def test_a_list_the_queue_cannot_take_leaves_none_of_its_prompts_behind(artifact):
+def test_a_list_the_queue_cannot_take_leaves_none_of_its_prompts_behind(engine_artifact):
     settings = {"max_batch": 1, "max_waiting": 2, "max_inputs": 2, "retry_after_s": 5}
-    with engine_server(artifact, **settings) as (url, engine):
+    with engine_server(engine_artifact, **settings) as (url, engine):
         with slowed(engine, 0.05):
             busy = [occupy(engine)]
             wait_for(lambda: engine.stats()["running"] == 1, "the slot to be taken")
@@ -104,15 +85,15 @@ def test_a_list_the_queue_cannot_take_leaves_none_of_its_prompts_behind(artifact
     assert answered.status_code == 200 and len(answered.json()) == 2
 
 
-def test_a_list_answers_as_its_prompts_do_one_by_one(artifact):
-    with engine_server(artifact, max_batch=2) as (url, _engine):
+def test_a_list_answers_as_its_prompts_do_one_by_one(engine_artifact):
+    with engine_server(engine_artifact, max_batch=2) as (url, _engine):
         together = invoke(url, PROMPTS)
         alone = [invoke(url, prompt).json()[0] for prompt in PROMPTS]
     assert together.status_code == 200 and together.json() == alone
 
 
-def test_a_list_over_max_inputs_is_refused_with_the_setting_to_raise(artifact):
-    with engine_server(artifact, max_batch=2) as (url, engine):  # max_inputs: max_batch
+def test_a_list_over_max_inputs_is_refused_with_the_setting_to_raise(engine_artifact):
+    with engine_server(engine_artifact, max_batch=2) as (url, engine):  # max_inputs: max_batch
         answer = invoke(url, [*PROMPTS, "Anna will"])
         assert engine.counts() == {"refused": 0, "cancelled": 0, "timed_out": 0}
         assert all_free(engine)

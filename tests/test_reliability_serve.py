@@ -20,7 +20,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
-from helpers import LLMSHIP_CLI, runtime
+from helpers import LLMSHIP_CLI, engine_server, runtime
 from llmship.config.serving import ServeConfig
 from llmship.errors import ConfigError
 from llmship.serve.app import create_app
@@ -28,22 +28,6 @@ from llmship.serve.background import free_port, running, wait_until_healthy
 from llmship.serve.limits import limits_for
 
 COMPLETION = {"model": "m", "prompt": "Anna will", "temperature": 0, "ignore_eos": True}
-
-
-@pytest.fixture(scope="module")
-def artifact(tiny_llama, tmp_path_factory) -> Path:
-    """llmship's own artifact of the tiny model: served by the engine."""
-    from llmship.package.build import build_artifact
-
-    out = tmp_path_factory.mktemp("reliability") / "artifact"
-    return build_artifact(tiny_llama, out, "uncompressed", "5.5.3").path
-
-
-@contextmanager
-def engine_server(artifact: Path, **settings):
-    app = create_app(artifact, "m", limits_for("realtime"), ServeConfig(**settings))
-    with running(app) as url:
-        yield url, app.state.model.backend.engine
 
 
 @contextmanager
@@ -99,8 +83,11 @@ SLEEPER = """
 
 
 # ---- admission ----------------------------------------------------------------------
-def test_past_the_queue_every_route_answers_503_with_retry_after_in_its_shape(artifact):
-    with engine_server(artifact, max_batch=1, max_waiting=1, retry_after_s=7) as (url, engine):
+def test_past_the_queue_every_route_answers_503_with_retry_after_in_its_shape(engine_artifact):
+    with engine_server(engine_artifact, max_batch=1, max_waiting=1, retry_after_s=7) as (
+        url,
+        engine,
+    ):
         with slowed(engine, 0.02):
             long = {**COMPLETION, "max_tokens": 900, "stream": True}
             with httpx.stream("POST", f"{url}/v1/completions", json=long) as first:
@@ -130,8 +117,8 @@ def test_past_the_queue_every_route_answers_503_with_retry_after_in_its_shape(ar
         assert done.status_code == 200 and done.json()["usage"]["completion_tokens"] == 4
 
 
-def test_the_token_budget_is_checked_at_admission(artifact):
-    with engine_server(artifact, max_len=64) as (url, engine):
+def test_the_token_budget_is_checked_at_admission(engine_artifact):
+    with engine_server(engine_artifact, max_len=64) as (url, engine):
         too_long = post(f"{url}/v1/completions", json={**COMPLETION, "max_tokens": 200})
         assert too_long.status_code == 400
         message = too_long.json()["error"]["message"]
@@ -198,8 +185,8 @@ def test_slow_bodies_get_408_and_the_door_holds_a_bounded_number(tmp_path):
 
 
 # ---- faults -------------------------------------------------------------------------
-def test_an_engine_failure_is_a_clean_500_and_serving_goes_on(artifact):
-    with engine_server(artifact) as (url, engine):
+def test_an_engine_failure_is_a_clean_500_and_serving_goes_on(engine_artifact):
+    with engine_server(engine_artifact) as (url, engine):
         forward = engine.model.forward
         calls = {"n": 0}
 
@@ -261,8 +248,8 @@ def test_a_model_that_failed_to_load_is_explained_on_every_route(tmp_path):
         assert openai.status_code == 503 and "missing" in openai.json()["error"]["message"]
 
 
-def test_a_client_that_disconnects_frees_its_slot_on_every_route(artifact):
-    with engine_server(artifact, max_batch=1) as (url, engine):
+def test_a_client_that_disconnects_frees_its_slot_on_every_route(engine_artifact):
+    with engine_server(engine_artifact, max_batch=1) as (url, engine):
         with slowed(engine, 0.02):
             # A SageMaker response stream, read once, then dropped.
             with httpx.stream(
@@ -290,8 +277,8 @@ def test_a_client_that_disconnects_frees_its_slot_on_every_route(artifact):
         assert engine.counts()["cancelled"] == 4
 
 
-def test_generation_past_the_time_limit_is_cancelled_in_the_engine(artifact):
-    with engine_server(artifact, max_batch=1, request_timeout_s=1.0) as (url, engine):
+def test_generation_past_the_time_limit_is_cancelled_in_the_engine(engine_artifact):
+    with engine_server(engine_artifact, max_batch=1, request_timeout_s=1.0) as (url, engine):
         with slowed(engine, 0.02):
             started = time.monotonic()
             container = post(
