@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,3 +97,42 @@ def engine_server(artifact: Path, **settings):
     app = create_app(artifact, "m", limits_for("realtime"), ServeConfig(**settings))
     with running(app) as url:
         yield url, app.state.model.backend.engine
+
+
+def hf_toolkit_invoke(
+    python: str, artifact: Path, requests: list[dict], tmp_path: Path, timeout: float = 300
+) -> dict:
+    """Answers of the real Hugging Face inference toolkit's handler service over `artifact`,
+    run by `python` (the container's library versions): containers/hf_toolkit_invoke.py's
+    last output line."""
+    path = tmp_path / "requests.json"
+    path.write_text(json.dumps(requests))
+    script = Path(__file__).parent / "containers" / "hf_toolkit_invoke.py"
+    done = subprocess.run(
+        [python, str(script), str(artifact), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assumable_role(name: str) -> str:
+    """A role on the moto server that the test credentials may assume; its ARN."""
+    from llmship.aws.session import client, make_session
+    from llmship.config.schema import AwsConfig
+
+    iam = client(make_session(AwsConfig(region="us-east-1")), "iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]

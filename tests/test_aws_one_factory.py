@@ -4,14 +4,13 @@ apply to all of them: `invoke` and `expose` once built boto3 sessions of their o
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from typer.testing import CliRunner
 
-from llmship.aws.session import client, make_session
-from llmship.config.schema import AwsConfig
+from helpers import assumable_role
+from llmship.aws.session import client
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "llmship"
 MADE_ELSEWHERE = re.compile(r"\bboto3\.(Session|client|resource)\(|\b\w*session\.client\(")
@@ -28,21 +27,6 @@ def test_no_module_but_the_factory_makes_a_boto3_session_or_client():
     assert offenders == []
 
 
-def _assumable_role(name: str) -> str:
-    iam = client(make_session(AwsConfig(region="us-east-1")), "iam")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-
-
 def test_invoke_on_bedrock_in_another_region_keeps_the_assumed_role(aws_env, tmp_path, monkeypatch):
     """The deployment lives in eu-west-1, the config says us-west-2 and a role to assume:
     the Converse call must still go through that role (it used to get a bare session)."""
@@ -52,7 +36,7 @@ def test_invoke_on_bedrock_in_another_region_keeps_the_assumed_role(aws_env, tmp
     from llmship.targets.bedrock.target import PT_KIND
 
     monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
-    arn = _assumable_role("llmship-invoker")
+    arn = assumable_role("llmship-invoker")
     config = tmp_path / "llmship.yaml"
     config.write_text(
         "project: {name: demo}\nmodel: {name_or_path: some/model}\n"

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import llmship.aws.session as aws_session
+from helpers import assumable_role
 from llmship.aws.errors import translate
 from llmship.aws.session import CALL_COMMAND_ENV, CALL_LOG_ENV, client, make_session
 from llmship.config.schema import AwsConfig
@@ -34,24 +35,8 @@ def test_clients_reach_the_endpoint_override_with_adaptive_retries(aws_env):
     assert "llmship-test-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
-def _deployer_role(name: str) -> str:
-    """A role the test credentials may assume; its ARN."""
-    iam = client(make_session(AwsConfig(region="us-east-1")), "iam")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-
-
 def test_an_assumed_role_is_used_for_every_call(aws_env):
-    arn = _deployer_role("llmship-deployer")
+    arn = assumable_role("llmship-deployer")
     session = make_session(
         AwsConfig(region="us-east-1", assume_role_arn=arn, session_name="ci-run")
     )
@@ -90,7 +75,7 @@ def test_assumed_role_credentials_are_renewed_before_they_expire(aws_env, tmp_pa
     """AssumeRole credentials last DurationSeconds, 3600 by default (STS AssumeRole API
     reference); moto answers the same Expiration. With the clock a minute before it, the
     next call (from a client made an hour earlier) assumes the role again first."""
-    arn = _deployer_role("llmship-renewed")
+    arn = assumable_role("llmship-renewed")
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv(CALL_LOG_ENV, str(log))
     ahead = timedelta()

@@ -13,18 +13,16 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from helpers import LLMSHIP_CLI, SMALL, train_on_memo
+from helpers import LLMSHIP_CLI, SMALL, hf_toolkit_invoke, train_on_memo
 from llmship.config.schema import GenerationConfig
 from llmship.data.samples import samsum_rows
 from llmship.models.generation import generate, load_finetuned
 from llmship.models.tiny import create_tiny_model
 from llmship.package.build import build_artifact
 
-HERE = Path(__file__).parent
 LLAMA3_ROPE = {
     "rope_type": "llama3",
     "rope_theta": 500000.0,
@@ -65,20 +63,6 @@ def llama3_run(tmp_path_factory):
     return run
 
 
-def invoke(python: str, artifact: Path, requests: list[dict], tmp_path: Path) -> dict:
-    path = tmp_path / "requests.json"
-    path.write_text(json.dumps(requests))
-    done = subprocess.run(
-        [python, str(HERE / "containers" / "hf_toolkit_invoke.py"), str(artifact), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def toolkit_request(text: str) -> dict:
     return {
         "body": json.dumps({"inputs": text, "parameters": {"max_new_tokens": MAX_NEW}}),
@@ -102,7 +86,9 @@ def texts(result: dict) -> list[str]:
 
 def test_toolkit_answers_exactly_as_llmship(hf4_python, llama3_run, tmp_path):
     artifact = build_artifact(llama3_run.root, tmp_path / "art", "uncompressed").path
-    result = invoke(hf4_python, artifact, [toolkit_request(d) for d in DIALOGUES], tmp_path)
+    result = hf_toolkit_invoke(
+        hf4_python, artifact, [toolkit_request(d) for d in DIALOGUES], tmp_path
+    )
     assert result["transformers"] == "4.51.3"
     expected = llmship_outputs(llama3_run)
     assert len(set(expected)) >= 3  # continuations differ from prompt to prompt
@@ -134,12 +120,14 @@ def test_negative_controls_fail_the_same_test(hf4_python, llama3_run, tmp_path):
     # The transformers 5 config as saved: 4.51.3 drops rope_parameters without a word.
     artifact = build_artifact(llama3_run.root, tmp_path / "art", "uncompressed").path
     shutil.copy(llama3_run.model / "config.json", artifact / "config.json")
-    result = invoke(hf4_python, artifact, [toolkit_request(d) for d in DIALOGUES], tmp_path)
+    result = hf_toolkit_invoke(
+        hf4_python, artifact, [toolkit_request(d) for d in DIALOGUES], tmp_path
+    )
     assert result["config"]["rope_theta"] == 10000.0  # silently wrong
     assert texts(result) != llmship_outputs(llama3_run)
     # Everything as transformers 5 saved it: the tokenizer does not even load.
     shutil.copy(llama3_run.model / "tokenizer_config.json", artifact / "tokenizer_config.json")
-    result = invoke(hf4_python, artifact, [toolkit_request(DIALOGUES[0])], tmp_path)
+    result = hf_toolkit_invoke(hf4_python, artifact, [toolkit_request(DIALOGUES[0])], tmp_path)
     [failure] = result["results"]
     assert failure["status"] == 400 and "TokenizersBackend" in failure["body"]
 
@@ -166,7 +154,7 @@ def test_toolkit_error_responses(hf4_python, llama3_run, tmp_path):
             "accept": "application/json",
         },
     ]
-    result = invoke(hf4_python, artifact, requests, tmp_path)
+    result = hf_toolkit_invoke(hf4_python, artifact, requests, tmp_path)
     bad_json, csv, bogus, stopped = result["results"]
     # The toolkit answers every handler failure with 400 and multi-model-server's body.
     assert bad_json["status"] == 400

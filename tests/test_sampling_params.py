@@ -8,16 +8,14 @@ import asyncio
 import json
 import math
 import os
-import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import openai
 import pytest
 import torch
 from transformers.generation import logits_process as hf
 
-from helpers import train_on_memo
+from helpers import hf_toolkit_invoke, train_on_memo
 from llmship.data.samples import samsum_rows
 from llmship.engine import sampling
 from llmship.engine.sampling import SamplingParams
@@ -27,8 +25,6 @@ from llmship.serve.backends import EngineBackend
 from llmship.serve.background import running
 from llmship.serve.handler import JSON, HandlerError
 from llmship.serve.limits import limits_for
-
-HERE = Path(__file__).parent
 
 VOCAB = 64
 EOS = (2, 5)
@@ -222,17 +218,7 @@ def test_greedy_parity_with_the_artifacts_handler_under_transformers_4(backend, 
         for extra in PARITY
     ]
     requests = [{"body": b, "content_type": JSON, "accept": JSON} for b in bodies]
-    path = tmp_path / "requests.json"
-    path.write_text(json.dumps(requests))
-    done = subprocess.run(
-        [python, str(HERE / "containers" / "hf_toolkit_invoke.py"), str(artifact), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = hf_toolkit_invoke(python, artifact, requests, tmp_path, timeout=600)
     assert result["transformers"] == "4.51.3"
     theirs = [json.loads(r["body"]) for r in result["results"]]
     ours = [json.loads(asyncio.run(backend.invoke(b.encode(), JSON, JSON))[0]) for b in bodies]
