@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from llmship.aws.uris import s3_parts
 from llmship.state import TAG_PREFIX
 
 VERSION = "2012-10-17"
@@ -96,7 +97,7 @@ def outside_data(settings, partition: str = "aws") -> list[str]:
     for uri in uris:
         if not uri or not uri.startswith("s3://"):
             continue
-        other, _, key = uri.removeprefix("s3://").partition("/")
+        other, key = s3_parts(uri)
         if other != bucket:
             found.append(f"arn:{partition}:s3:::{other}/{key}*")
     return sorted(set(found))

@@ -37,6 +37,7 @@ from llmship.aws.errors import (
 )
 from llmship.aws.iam import VERSION, PolicyContext, WrittenPolicy, register_policies
 from llmship.aws.session import client
+from llmship.aws.uris import s3_parts
 from llmship.state import Kind, StateStore, Status
 
 Mode = Literal["read", "write", "read-write"]
@@ -91,12 +92,12 @@ class S3Access:
 
     @property
     def bucket(self) -> str:
-        return self.uri.removeprefix("s3://").partition("/")[0]
+        return s3_parts(self.uri)[0]
 
     @property
     def key(self) -> str:
         """The object key, or the prefix (ending in '/', or '' for the whole bucket)."""
-        key = self.uri.removeprefix("s3://").partition("/")[2]
+        key = s3_parts(self.uri)[1]
         if not key or key.endswith("/") or (self.mode == "read" and is_object(key)):
             return key
         return f"{key}/"

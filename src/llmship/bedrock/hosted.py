@@ -19,6 +19,7 @@ import time
 from llmship.aws.errors import aws_call, ignore_not_found
 from llmship.aws.role_grants import revoke_grants
 from llmship.aws.session import client, make_session
+from llmship.aws.uris import s3_parts
 from llmship.bedrock.role import ROLE_KIND, delete_role
 from llmship.config.schema import AwsConfig
 from llmship.errors import DeployError
@@ -290,7 +291,7 @@ class BedrockHosted:
         deleted = []
         s3 = self.client("s3")
         for resource in [r for r in resources if r.kind == Kind.S3_ARTIFACT]:
-            bucket, _, prefix = resource.name.removeprefix("s3://").partition("/")
+            bucket, prefix = s3_parts(resource.name)
             with ignore_not_found("s3", "DeleteObjects", resource.name):
                 pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
                 keys = [o["Key"] for page in pages for o in page.get("Contents", [])]

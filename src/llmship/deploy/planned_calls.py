@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmship.aws.check import Call, RoleNeeds
 from llmship.aws.permissions import Need
+from llmship.aws.uris import s3_parts
 from llmship.state import tag_list, tags
 
 if TYPE_CHECKING:
@@ -323,7 +324,7 @@ def _model_request(config: LlmshipConfig, name: str, tags: list) -> dict[str, An
 
 
 def _in_bucket(uri: str, aws) -> bool:
-    return bool(aws.bucket) and uri.removeprefix("s3://").partition("/")[0] == aws.bucket
+    return bool(aws.bucket) and s3_parts(uri)[0] == aws.bucket
 
 
 def _partition(aws) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 from llmship.aws.errors import aws_call, ignore_not_found
 from llmship.aws.session import client, make_session
+from llmship.aws.uris import s3_parts
 from llmship.config.loader import LoadedConfig
 from llmship.errors import DeployError, TrainError
 from llmship.progress import RecordingReporter, Reporter
@@ -413,7 +414,7 @@ def _role_grant(session, loaded: LoadedConfig, plan: JobPlan):
 def _upload(s3, path: Path, uri: str, reporter: Reporter) -> str:
     from llmship.aws.s3 import upload_file
 
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = s3_parts(uri)
     upload_file(s3, path, bucket, key, state_path().parent / "uploads", reporter)
     return uri
 

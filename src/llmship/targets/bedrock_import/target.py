@@ -19,6 +19,7 @@ from typing import Any
 from llmship.aws.errors import aws_call
 from llmship.aws.iam import _identity, call_with_new_role
 from llmship.aws.role_grants import RoleGrant, S3Access, put_grant
+from llmship.aws.uris import s3_parts
 from llmship.bedrock.facts import import_facts, source
 from llmship.bedrock.hosted import (
     IMPORT_JOB_KIND,
@@ -201,7 +202,7 @@ class BedrockImportTarget(BedrockHosted):
         )
 
     def _remote_files(self, uri: str) -> tuple[list[str], dict | None]:
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        bucket, prefix = s3_parts(uri)
         s3 = self.client("s3")
         with aws_call("s3", "ListObjectsV2", uri):
             pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -220,7 +221,7 @@ class BedrockImportTarget(BedrockHosted):
         spec: ImportSpec = plan.spec
         region, project = plan.region, plan.project
         if spec.local_dir is not None:
-            bucket, _, prefix = spec.s3_uri.removeprefix("s3://").partition("/")
+            bucket, prefix = s3_parts(spec.s3_uri)
             self.store.record_creating(Kind.S3_ARTIFACT, spec.s3_uri, spec.name, project, region)
             for name in spec.upload_files:
                 upload_file(

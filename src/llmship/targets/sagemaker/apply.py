@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmship.aws.errors import aws_call
+from llmship.aws.uris import s3_parts
 from llmship.errors import DeployError
 from llmship.progress import RecordingReporter, Reporter
 from llmship.sagemaker.names import endpoint_log_group
@@ -301,7 +302,7 @@ def upload(
     from llmship.aws.s3 import upload_file
 
     s3 = ctx.client("s3")
-    bucket, _, key = spec.upload_uri.removeprefix("s3://").partition("/")
+    bucket, key = s3_parts(spec.upload_uri)
     resume = state_path().parent / "uploads"
     ctx.store.record_creating(Kind.S3_ARTIFACT, spec.upload_uri, deployment, project, region)
     if spec.local_artifact.is_file():
@@ -320,7 +321,7 @@ def check_remote_tgi(ctx: SageMakerContext, spec: SageMakerSpec) -> None:
     if source is None:
         return
     uri = source["S3DataSource"]["S3Uri"]
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    bucket, prefix = s3_parts(uri)
     with aws_call("s3", "ListObjectsV2", uri):
         pages = (
             ctx.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

@@ -25,7 +25,6 @@ from llmship.state import Kind, StateStore, Status, tag_list
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-TARGET_KIND = Kind.SCALING_TARGET  # the name `status --discover` imports
 KEY = "deploy.autoscaling"
 
 

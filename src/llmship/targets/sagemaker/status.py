@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmship.aws.errors import aws_call, ignore_not_found
+from llmship.aws.uris import s3_parts
 from llmship.sagemaker.cost import running_cost
 from llmship.state import Kind, Resource
 from llmship.target import DeploymentStatus
@@ -21,7 +22,7 @@ from llmship.targets.sagemaker.requests import VARIANT
 
 
 def _s3_listing(r: Resource) -> dict[str, Any]:
-    bucket, _, prefix = r.name.removeprefix("s3://").partition("/")
+    bucket, prefix = s3_parts(r.name)
     return {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1}
 
 

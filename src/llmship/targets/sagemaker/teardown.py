@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from llmship.aws.errors import ignore_not_found
+from llmship.aws.uris import s3_parts
 from llmship.sagemaker.names import endpoint_log_group
 from llmship.state import Kind, Resource, Status
 from llmship.targets.sagemaker import ttl
@@ -184,7 +185,7 @@ def delete_artifacts(ctx: SageMakerContext, resources: list[Resource]) -> list[s
     deleted = []
     for resource in [r for r in resources if r.kind == Kind.S3_ARTIFACT]:
         s3 = ctx.client("s3", resource.region or None)
-        bucket, _, key = resource.name.removeprefix("s3://").partition("/")
+        bucket, key = s3_parts(resource.name)
         with ignore_not_found("s3", "DeleteObjects", resource.name):
             pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
             keys = [o["Key"] for page in pages for o in page.get("Contents", [])]

@@ -42,7 +42,6 @@ GROUP = "llmship"
 DELETE_ENDPOINT = "arn:aws:scheduler:::aws-sdk:sagemaker:deleteEndpoint"
 POLICY_NAME = "delete-endpoint"
 # The names tests and `status --discover` import.
-SCHEDULE_KIND = Kind.SCHEDULE
 QUEUE_KIND = Kind.QUEUE
 # SQS's longest retention: a failed deletion stays readable for two weeks.
 DLQ_RETENTION_SECONDS = 14 * 86400
